@@ -1,0 +1,5 @@
+//! The `hqflow` binary: everything lives in the library's `cli` module.
+
+fn main() -> std::process::ExitCode {
+    hqflow::cli::main()
+}

@@ -1,0 +1,254 @@
+//! The `hqflow` command line: argument definitions and what each subcommand does.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use datafusion::common::{DataFusionError, Result};
+
+use crate::contract::Contract;
+use crate::object_stores::redact_secrets;
+use crate::output::{Format, ResultWriter};
+use crate::session::{Assignment, SessionOptions, build_session, new_context};
+use crate::tables::{TableSpec, register_parquet_table};
+
+/// hqflow: curate image-text data for CLIP training with SQL over Parquet.
+#[derive(Debug, Parser)]
+#[command(name = "hqflow", version, about, long_about = None)]
+pub struct Cli {
+    /// Print only results and errors (no status lines on stderr).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// hqflow's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run SQL over Parquet tables: a query, files of statements, stdin, or an interactive shell.
+    Sql(SqlArgs),
+    /// Check tables against the pool and refined contracts in schemas/.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+    /// Generate a small pool and walk through hqflow's SQL on it.
+    Demo(crate::demo::DemoArgs),
+}
+
+fn parse_table(s: &str) -> std::result::Result<TableSpec, String> {
+    s.parse()
+}
+
+fn parse_model(s: &str) -> std::result::Result<Assignment, String> {
+    Assignment::parse(s, "NAME=VALUE")
+}
+
+fn parse_setting(s: &str) -> std::result::Result<Assignment, String> {
+    Assignment::parse(s, "KEY=VALUE")
+}
+
+/// Options that shape a session: tables, models, settings.
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    /// Register a Parquet table: a file, a directory, a glob, or s3://bucket/prefix.
+    #[arg(short = 't', long = "table", value_name = "NAME=LOCATION", value_parser = parse_table)]
+    pub tables: Vec<TableSpec>,
+
+    /// Register a model under NAME: a checkpoint directory, or an http(s) endpoint.
+    #[arg(short = 'm', long = "model", value_name = "NAME=VALUE", value_parser = parse_model)]
+    pub models: Vec<Assignment>,
+
+    /// A session setting, as SQL SET would (e.g. datafusion.execution.target_partitions=2).
+    #[arg(short = 's', long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<Assignment>,
+}
+
+impl SessionArgs {
+    fn options(&self) -> SessionOptions {
+        SessionOptions { settings: self.settings.clone(), models: self.models.clone(), tables: self.tables.clone() }
+    }
+}
+
+/// `hqflow sql`.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// One or more ;-separated statements. Without QUERY and -f: an interactive shell on a
+    /// terminal, or the statements read from stdin.
+    pub query: Option<String>,
+
+    /// Run the statements in FILE (repeatable; files run before QUERY).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Tables, models and settings.
+    #[command(flatten)]
+    pub session: SessionArgs,
+
+    /// Result format [default: table on a terminal; else from --output's extension; else csv].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+
+    /// Write results to PATH instead of stdout (the file appears only when complete).
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}
+
+/// `hqflow schema …`.
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Exit 0 when the table conforms to the schema; else exit 2 naming each bad column.
+    Check {
+        /// The table to check.
+        #[arg(short = 't', long = "table", value_name = "NAME=LOCATION", value_parser = parse_table)]
+        table: TableSpec,
+        /// `pool`, `refined`, or a contract JSON file.
+        #[arg(long, default_value = "pool", value_name = "FILE")]
+        schema: String,
+    },
+}
+
+/// How a run ended, as an exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything worked.
+    Success,
+    /// A check found problems (schema mismatch): exit 2.
+    CheckFailed,
+}
+
+/// Prints status lines on stderr unless `--quiet`.
+#[derive(Debug, Clone, Copy)]
+pub struct Status {
+    quiet: bool,
+}
+
+impl Status {
+    /// A status printer.
+    pub fn new(quiet: bool) -> Self {
+        Status { quiet }
+    }
+
+    /// Prints one line on stderr.
+    pub fn line(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{}", redact_secrets(text));
+        }
+    }
+}
+
+/// Parses arguments, runs, and turns the result into an exit code; errors are printed once.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::CheckFailed) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("error: {}", redact_secrets(&e.strip_backtrace()));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HQFLOW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<Outcome> {
+    let status = Status::new(cli.quiet);
+    match cli.command {
+        Command::Sql(args) => run_sql(args, status).await,
+        Command::Schema(SchemaCommand::Check { table, schema }) => schema_check(&table, &schema, status).await,
+        Command::Demo(args) => crate::demo::run(&args, status).await,
+    }
+}
+
+fn default_format(output: Option<&PathBuf>) -> Format {
+    match output {
+        None if std::io::stdout().is_terminal() => Format::Table,
+        None => Format::Csv,
+        Some(path) => match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("parquet") => Format::Parquet,
+            Some("json") => Format::Json,
+            Some("ndjson" | "jsonl") => Format::Ndjson,
+            Some("txt") => Format::Table,
+            _ => Format::Csv,
+        },
+    }
+}
+
+async fn run_sql(args: SqlArgs, status: Status) -> Result<Outcome> {
+    let format = args.format.unwrap_or_else(|| default_format(args.output.as_ref()));
+    if format == Format::Parquet && args.output.is_none() && std::io::stdout().is_terminal() {
+        return Err(DataFusionError::Plan("--format parquet needs --output PATH or a redirected stdout".into()));
+    }
+    let mut scripts: Vec<(String, String)> = Vec::new();
+    for file in &args.files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| DataFusionError::Plan(format!("cannot read --file '{}': {e}", file.display())))?;
+        scripts.push((file.display().to_string(), text));
+    }
+    if let Some(query) = &args.query {
+        scripts.push(("QUERY".into(), query.clone()));
+    }
+    let ctx = build_session(&args.session.options()).await?;
+    if scripts.is_empty() {
+        if std::io::stdin().is_terminal() {
+            return crate::shell::run(&ctx, args.format.unwrap_or(Format::Table), status).await.map(|_| Outcome::Success);
+        }
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| DataFusionError::Plan(format!("cannot read statements from stdin: {e}")))?;
+        scripts.push(("stdin".into(), text));
+    }
+    let mut out = match &args.output {
+        Some(path) => ResultWriter::file(format, path)?,
+        None => ResultWriter::stdout(format),
+    };
+    for (origin, text) in &scripts {
+        let mut report = |line: &str| status.line(line);
+        let result = crate::script::run_script(&ctx, text, &mut out, &mut report).await;
+        if out.broken_pipe() {
+            return Ok(Outcome::Success);
+        }
+        result.map_err(|e| if scripts.len() > 1 || origin != "QUERY" { e.context(origin.clone()) } else { e })?;
+    }
+    out.finish()?;
+    Ok(Outcome::Success)
+}
+
+async fn schema_check(table: &TableSpec, schema: &str, status: Status) -> Result<Outcome> {
+    let contract = Contract::load(schema)?;
+    let ctx = new_context()?;
+    let arrow_schema = register_parquet_table(&ctx, &table.name, &table.location).await?;
+    let violations = contract.check(&arrow_schema);
+    if violations.is_empty() {
+        let checked = contract.fields.iter().filter(|f| arrow_schema.field_with_name(&f.name).is_ok()).count();
+        status.line(&format!(
+            "table '{}' conforms to schema '{}' ({checked} contract columns present, {} columns in all)",
+            table.name,
+            contract.name,
+            arrow_schema.fields().len()
+        ));
+        return Ok(Outcome::Success);
+    }
+    eprintln!("table '{}' ({}) does not conform to schema '{}':", table.name, table.location, contract.name);
+    for v in &violations {
+        eprintln!("  {v}");
+    }
+    Ok(Outcome::CheckFailed)
+}

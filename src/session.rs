@@ -1,0 +1,91 @@
+//! Building the DataFusion session every hqflow entry point uses: the CLI, the sqllogictest
+//! runner, the demo. One place, so that SQL behaves the same everywhere.
+
+use std::sync::Arc;
+
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::object_stores::EnvObjectStoreRegistry;
+use crate::tables::{TableSpec, register_parquet_table, split_assignment};
+
+/// A `KEY=VALUE` pair for `-s` (a session setting) or `-m` (a model registration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// The setting key or model name.
+    pub key: String,
+    /// The value, unquoted.
+    pub value: String,
+}
+
+impl Assignment {
+    /// Parses `KEY=VALUE`; `form` names the expected shape in the error.
+    pub fn parse(s: &str, form: &str) -> std::result::Result<Self, String> {
+        let (key, value) = split_assignment(s, form)?;
+        Ok(Assignment { key: key.to_string(), value: value.to_string() })
+    }
+}
+
+/// What a session starts with: settings, models and tables, applied in that order.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// Settings, applied as SQL `SET KEY = 'VALUE'` would.
+    pub settings: Vec<Assignment>,
+    /// Models, registered as `SET hqflow.model.NAME = 'VALUE'`.
+    pub models: Vec<Assignment>,
+    /// Parquet tables to register.
+    pub tables: Vec<TableSpec>,
+}
+
+/// A fresh session with hqflow's settings namespace, on-demand S3 stores and
+/// `information_schema` (for `SHOW TABLES`, `SHOW ALL`, `DESCRIBE`).
+pub fn new_context() -> Result<SessionContext> {
+    let config = hqflow_udfs::with_hqflow_options(SessionConfig::new().with_information_schema(true));
+    let runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(EnvObjectStoreRegistry::new()))
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    hqflow_udfs::register_all(&ctx)?;
+    Ok(ctx)
+}
+
+/// Setting keys are dotted identifiers; checking them keeps `SET` text well-formed.
+fn check_setting_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty()
+        && key.split('.').all(|part| {
+            !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(DataFusionError::Plan(format!("'{key}' is not a setting key (expected e.g. datafusion.execution.batch_size)")))
+    }
+}
+
+/// Applies `SET key = 'value'` through SQL, so `-s` means exactly what SQL `SET` means.
+pub async fn apply_setting(ctx: &SessionContext, key: &str, value: &str) -> Result<()> {
+    check_setting_key(key)?;
+    let quoted = value.replace('\'', "''");
+    ctx.sql(&format!("SET {key} = '{quoted}'")).await?.collect().await?;
+    Ok(())
+}
+
+/// A session with `options` applied; errors name the argument at fault.
+pub async fn build_session(options: &SessionOptions) -> Result<SessionContext> {
+    let ctx = new_context()?;
+    for s in &options.settings {
+        apply_setting(&ctx, &s.key, &s.value)
+            .await
+            .map_err(|e| e.context(format!("--set {}={}", s.key, s.value)))?;
+    }
+    for m in &options.models {
+        apply_setting(&ctx, &format!("hqflow.model.{}", m.key), &m.value)
+            .await
+            .map_err(|e| e.context(format!("--model {}={}", m.key, m.value)))?;
+    }
+    for t in &options.tables {
+        register_parquet_table(&ctx, &t.name, &t.location).await?;
+    }
+    Ok(ctx)
+}
