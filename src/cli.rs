@@ -68,7 +68,11 @@ pub struct SessionArgs {
 
 impl SessionArgs {
     fn options(&self) -> SessionOptions {
-        SessionOptions { settings: self.settings.clone(), models: self.models.clone(), tables: self.tables.clone() }
+        SessionOptions {
+            settings: self.settings.clone(),
+            models: self.models.clone(),
+            tables: self.tables.clone(),
+        }
     }
 }
 
@@ -143,7 +147,10 @@ impl Status {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -163,7 +170,10 @@ pub fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HQFLOW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Runs a parsed command line.
@@ -171,7 +181,9 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     let status = Status::new(cli.quiet);
     match cli.command {
         Command::Sql(args) => run_sql(args, status).await,
-        Command::Schema(SchemaCommand::Check { table, schema }) => schema_check(&table, &schema, status).await,
+        Command::Schema(SchemaCommand::Check { table, schema }) => {
+            schema_check(&table, &schema, status).await
+        }
         Command::Demo(args) => crate::demo::run(&args, status).await,
     }
 }
@@ -180,7 +192,12 @@ fn default_format(output: Option<&PathBuf>) -> Format {
     match output {
         None if std::io::stdout().is_terminal() => Format::Table,
         None => Format::Csv,
-        Some(path) => match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some(path) => match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("parquet") => Format::Parquet,
             Some("json") => Format::Json,
             Some("ndjson" | "jsonl") => Format::Ndjson,
@@ -191,14 +208,19 @@ fn default_format(output: Option<&PathBuf>) -> Format {
 }
 
 async fn run_sql(args: SqlArgs, status: Status) -> Result<Outcome> {
-    let format = args.format.unwrap_or_else(|| default_format(args.output.as_ref()));
+    let format = args
+        .format
+        .unwrap_or_else(|| default_format(args.output.as_ref()));
     if format == Format::Parquet && args.output.is_none() && std::io::stdout().is_terminal() {
-        return Err(DataFusionError::Plan("--format parquet needs --output PATH or a redirected stdout".into()));
+        return Err(DataFusionError::Plan(
+            "--format parquet needs --output PATH or a redirected stdout".into(),
+        ));
     }
     let mut scripts: Vec<(String, String)> = Vec::new();
     for file in &args.files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| DataFusionError::Plan(format!("cannot read --file '{}': {e}", file.display())))?;
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            DataFusionError::Plan(format!("cannot read --file '{}': {e}", file.display()))
+        })?;
         scripts.push((file.display().to_string(), text));
     }
     if let Some(query) = &args.query {
@@ -207,12 +229,14 @@ async fn run_sql(args: SqlArgs, status: Status) -> Result<Outcome> {
     let ctx = build_session(&args.session.options()).await?;
     if scripts.is_empty() {
         if std::io::stdin().is_terminal() {
-            return crate::shell::run(&ctx, args.format.unwrap_or(Format::Table), status).await.map(|_| Outcome::Success);
+            return crate::shell::run(&ctx, args.format.unwrap_or(Format::Table), status)
+                .await
+                .map(|_| Outcome::Success);
         }
         let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| DataFusionError::Plan(format!("cannot read statements from stdin: {e}")))?;
+        std::io::stdin().read_to_string(&mut text).map_err(|e| {
+            DataFusionError::Plan(format!("cannot read statements from stdin: {e}"))
+        })?;
         scripts.push(("stdin".into(), text));
     }
     let mut out = match &args.output {
@@ -225,7 +249,13 @@ async fn run_sql(args: SqlArgs, status: Status) -> Result<Outcome> {
         if out.broken_pipe() {
             return Ok(Outcome::Success);
         }
-        result.map_err(|e| if scripts.len() > 1 || origin != "QUERY" { e.context(origin.clone()) } else { e })?;
+        result.map_err(|e| {
+            if scripts.len() > 1 || origin != "QUERY" {
+                e.context(origin.clone())
+            } else {
+                e
+            }
+        })?;
     }
     out.finish()?;
     Ok(Outcome::Success)
@@ -237,7 +267,11 @@ async fn schema_check(table: &TableSpec, schema: &str, status: Status) -> Result
     let arrow_schema = register_parquet_table(&ctx, &table.name, &table.location).await?;
     let violations = contract.check(&arrow_schema);
     if violations.is_empty() {
-        let checked = contract.fields.iter().filter(|f| arrow_schema.field_with_name(&f.name).is_ok()).count();
+        let checked = contract
+            .fields
+            .iter()
+            .filter(|f| arrow_schema.field_with_name(&f.name).is_ok())
+            .count();
         status.line(&format!(
             "table '{}' conforms to schema '{}' ({checked} contract columns present, {} columns in all)",
             table.name,
@@ -246,7 +280,10 @@ async fn schema_check(table: &TableSpec, schema: &str, status: Status) -> Result
         ));
         return Ok(Outcome::Success);
     }
-    eprintln!("table '{}' ({}) does not conform to schema '{}':", table.name, table.location, contract.name);
+    eprintln!(
+        "table '{}' ({}) does not conform to schema '{}':",
+        table.name, table.location, contract.name
+    );
     for v in &violations {
         eprintln!("  {v}");
     }

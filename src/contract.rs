@@ -64,8 +64,14 @@ impl ContractType {
             return self.accepts(value);
         }
         match self {
-            ContractType::Utf8 => matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
-            ContractType::Binary => matches!(dt, DataType::Binary | DataType::LargeBinary | DataType::BinaryView),
+            ContractType::Utf8 => matches!(
+                dt,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ),
+            ContractType::Binary => matches!(
+                dt,
+                DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+            ),
             ContractType::Boolean => matches!(dt, DataType::Boolean),
             ContractType::Integer(_) => dt.is_integer(),
             ContractType::Float(_) => dt.is_floating(),
@@ -183,8 +189,15 @@ impl fmt::Display for Violation {
             Violation::Missing { column, expected } => {
                 write!(f, "column '{column}' is missing (expected {expected})")
             }
-            Violation::WrongType { column, expected, found } => {
-                write!(f, "column '{column}' has type {found} (expected {expected})")
+            Violation::WrongType {
+                column,
+                expected,
+                found,
+            } => {
+                write!(
+                    f,
+                    "column '{column}' has type {found} (expected {expected})"
+                )
             }
         }
     }
@@ -193,18 +206,30 @@ impl fmt::Display for Violation {
 impl Contract {
     /// Parses a contract from its JSON text; `origin` names it in errors.
     pub fn from_json(text: &str, origin: &str) -> Result<Self> {
-        let raw: RawContract = serde_json::from_str(text)
-            .map_err(|e| DataFusionError::Plan(format!("schema '{origin}' is not a valid contract: {e}")))?;
+        let raw: RawContract = serde_json::from_str(text).map_err(|e| {
+            DataFusionError::Plan(format!("schema '{origin}' is not a valid contract: {e}"))
+        })?;
         let fields = raw
             .fields
             .into_iter()
             .map(|f| {
-                let ty = ContractType::parse(&f.ty)
-                    .map_err(|e| DataFusionError::Plan(format!("schema '{origin}', column '{}': {e}", f.name)))?;
-                Ok(ContractField { name: f.name, ty, required: f.required, nullable: f.nullable, doc: f.doc })
+                let ty = ContractType::parse(&f.ty).map_err(|e| {
+                    DataFusionError::Plan(format!("schema '{origin}', column '{}': {e}", f.name))
+                })?;
+                Ok(ContractField {
+                    name: f.name,
+                    ty,
+                    required: f.required,
+                    nullable: f.nullable,
+                    doc: f.doc,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Contract { name: raw.name, doc: raw.doc, fields })
+        Ok(Contract {
+            name: raw.name,
+            doc: raw.doc,
+            fields,
+        })
     }
 
     /// The built-in contract `pool` or `refined`, or a contract file at `name_or_path`.
@@ -213,8 +238,9 @@ impl Contract {
             "pool" => Self::from_json(POOL_JSON, "pool"),
             "refined" => Self::from_json(REFINED_JSON, "refined"),
             path => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| DataFusionError::Plan(format!("cannot read schema file '{path}': {e}")))?;
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    DataFusionError::Plan(format!("cannot read schema file '{path}': {e}"))
+                })?;
                 Self::from_json(&text, path)
             }
         }

@@ -6,12 +6,17 @@
 //! Until the model functions land, this is the SQL half of the flow; the pool here is a
 //! small stand-in for `hqflow world` (one shape per image, 32 px).
 
+// The walk-through is this command's output: it prints to stdout by design.
+#![allow(clippy::print_stdout)]
+
 mod png;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BinaryBuilder, Int32Array, Int64Array, RecordBatch, StringBuilder};
+use datafusion::arrow::array::{
+    ArrayRef, BinaryBuilder, Int32Array, Int64Array, RecordBatch, StringBuilder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::MemTable;
@@ -26,9 +31,18 @@ use crate::tables::register_parquet_table;
 
 /// The demo's SQL, the same files users run with `hqflow sql -f queries/… -t pool=…`.
 const QUERIES: [(&str, &str); 3] = [
-    ("queries/pool_overview.sql", include_str!("../queries/pool_overview.sql")),
-    ("queries/text_prefilter.sql", include_str!("../queries/text_prefilter.sql")),
-    ("queries/prefilter_vs_truth.sql", include_str!("../queries/prefilter_vs_truth.sql")),
+    (
+        "queries/pool_overview.sql",
+        include_str!("../queries/pool_overview.sql"),
+    ),
+    (
+        "queries/text_prefilter.sql",
+        include_str!("../queries/text_prefilter.sql"),
+    ),
+    (
+        "queries/prefilter_vs_truth.sql",
+        include_str!("../queries/prefilter_vs_truth.sql"),
+    ),
 ];
 
 /// `hqflow demo` arguments.
@@ -92,7 +106,12 @@ impl Scene {
         while background == color {
             background = rng.below(COLORS.len());
         }
-        Scene { shape: rng.below(SHAPES.len()), color, background, large: rng.below(2) == 1 }
+        Scene {
+            shape: rng.below(SHAPES.len()),
+            color,
+            background,
+            large: rng.below(2) == 1,
+        }
     }
 
     fn covers(&self, x: f32, y: f32) -> bool {
@@ -103,7 +122,9 @@ impl Scene {
             "circle" => dx * dx + dy * dy <= r * r,
             "square" => dx.abs() <= r * 0.85 && dy.abs() <= r * 0.85,
             "triangle" => dy <= r * 0.8 && dy >= -r && dx.abs() <= (dy + r) * 0.6,
-            "cross" => (dx.abs() <= r * 0.3 && dy.abs() <= r) || (dy.abs() <= r * 0.3 && dx.abs() <= r),
+            "cross" => {
+                (dx.abs() <= r * 0.3 && dy.abs() <= r) || (dy.abs() <= r * 0.3 && dx.abs() <= r)
+            }
             _ => {
                 let d2 = dx * dx + dy * dy;
                 d2 <= r * r && d2 >= (r * 0.55) * (r * 0.55)
@@ -123,7 +144,11 @@ impl Scene {
     }
 
     fn caption(&self, rng: &mut Rng) -> String {
-        let (color, shape, bg) = (COLORS[self.color].0, SHAPES[self.shape], COLORS[self.background].0);
+        let (color, shape, bg) = (
+            COLORS[self.color].0,
+            SHAPES[self.shape],
+            COLORS[self.background].0,
+        );
         let size = if self.large { "large" } else { "small" };
         match rng.below(5) {
             0 => format!("a {size} {color} {shape} on a {bg} background"),
@@ -175,13 +200,23 @@ fn generate(rows: usize, seed: u64) -> Result<RecordBatch> {
         let roll = rng.below(100);
         let (q, caption) = match roll {
             0..40 => ("correct", Some(scene.caption(&mut rng))),
-            40..60 => ("wrong_attr", Some(scene.with_one_wrong(&mut rng).caption(&mut rng))),
+            40..60 => (
+                "wrong_attr",
+                Some(scene.with_one_wrong(&mut rng).caption(&mut rng)),
+            ),
             60..75 => ("junk", Some(junk_caption(&mut rng))),
             75..90 => {
                 let other = *rng.pick(&scenes);
                 ("mismatch", Some(other.caption(&mut rng)))
             }
-            _ => ("empty", if rng.below(2) == 0 { None } else { Some(String::new()) }),
+            _ => (
+                "empty",
+                if rng.below(2) == 0 {
+                    None
+                } else {
+                    Some(String::new())
+                },
+            ),
         };
         txt.append_option(caption);
         url.append_value(format!("https://images.example.org/demo/{seed}/{i}.png"));
@@ -224,12 +259,13 @@ async fn show(ctx: &SessionContext, title: &str, sql: &str) -> Result<()> {
     println!("\n== {title}");
     let mut out = ResultWriter::stdout(Format::Table);
     let mut report = |line: &str| println!("{line}");
-    run_script(ctx, sql, &mut out, &mut report).await.map_err(|e| e.context(title.to_string()))?;
+    run_script(ctx, sql, &mut out, &mut report)
+        .await
+        .map_err(|e| e.context(title.to_string()))?;
     out.finish()
 }
 
 /// Runs the demo.
-#[allow(clippy::print_stdout)]
 pub async fn run(args: &DemoArgs, status: Status) -> Result<Outcome> {
     if args.rows == 0 {
         return Err(DataFusionError::Plan("--rows must be at least 1".into()));
@@ -238,17 +274,27 @@ pub async fn run(args: &DemoArgs, status: Status) -> Result<Outcome> {
     let kept_dir = args.out.join("kept");
     for dir in [&pool_dir, &kept_dir] {
         if dir.exists() {
-            std::fs::remove_dir_all(dir)
-                .map_err(|e| DataFusionError::Plan(format!("cannot replace '{}': {e}", dir.display())))?;
+            std::fs::remove_dir_all(dir).map_err(|e| {
+                DataFusionError::Plan(format!("cannot replace '{}': {e}", dir.display()))
+            })?;
         }
     }
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| DataFusionError::Plan(format!("cannot create '{}': {e}", args.out.display())))?;
+    std::fs::create_dir_all(&args.out).map_err(|e| {
+        DataFusionError::Plan(format!("cannot create '{}': {e}", args.out.display()))
+    })?;
 
-    status.line(&format!("generating {} rows (seed {}) into {}", args.rows, args.seed, pool_dir.display()));
+    status.line(&format!(
+        "generating {} rows (seed {}) into {}",
+        args.rows,
+        args.seed,
+        pool_dir.display()
+    ));
     let ctx = new_context()?;
     let batch = generate(args.rows, args.seed)?;
-    ctx.register_table("generated", Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?))?;
+    ctx.register_table(
+        "generated",
+        Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?),
+    )?;
     let copy = format!(
         "COPY (SELECT md5('hqflow-demo/{seed}/' || id) AS uid, url, txt, img, width, height, truth_quality, truth_caption
                FROM generated ORDER BY id)
@@ -281,7 +327,12 @@ pub async fn run(args: &DemoArgs, status: Status) -> Result<Outcome> {
     );
     show(&ctx, "materialize the kept rows", &copy_kept).await?;
     register_parquet_table(&ctx, "kept", &kept_dir.to_string_lossy()).await?;
-    show(&ctx, "read the kept table back", "SELECT count(*) AS kept_rows, count(DISTINCT uid) AS distinct_uids FROM kept").await?;
+    show(
+        &ctx,
+        "read the kept table back",
+        "SELECT count(*) AS kept_rows, count(DISTINCT uid) AS distinct_uids FROM kept",
+    )
+    .await?;
     println!(
         "\nnext: the text rules cannot see the image, so wrong_attr and mismatch captions pass them;\n\
          dfn_score(img, txt) — a CLIP filter — is what catches those (model functions are the next milestone).\n\

@@ -28,19 +28,26 @@ impl EnvObjectStoreRegistry {
 }
 
 fn s3_from_env(url: &Url) -> Result<Arc<dyn ObjectStore>> {
-    let bucket = url
-        .host_str()
-        .filter(|b| !b.is_empty())
-        .ok_or_else(|| DataFusionError::Plan(format!("'{url}' names no bucket (expected s3://BUCKET/PATH)")))?;
+    let bucket = url.host_str().filter(|b| !b.is_empty()).ok_or_else(|| {
+        DataFusionError::Plan(format!(
+            "'{url}' names no bucket (expected s3://BUCKET/PATH)"
+        ))
+    })?;
     let store = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .build()
-        .map_err(|e| DataFusionError::Plan(format!("cannot configure S3 for bucket '{bucket}': {e}")))?;
+        .map_err(|e| {
+            DataFusionError::Plan(format!("cannot configure S3 for bucket '{bucket}': {e}"))
+        })?;
     Ok(Arc::new(store))
 }
 
 impl ObjectStoreRegistry for EnvObjectStoreRegistry {
-    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
         self.inner.register_store(url, store)
     }
 

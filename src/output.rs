@@ -83,8 +83,17 @@ impl ResultWriter {
     /// Results to stdout.
     pub fn stdout(format: Format) -> Self {
         let broken = Arc::new(AtomicBool::new(false));
-        let sink: Sink = Box::new(PipeAware { inner: BufWriter::new(io::stdout()), broken: Arc::clone(&broken) });
-        ResultWriter { format, sink: Some(sink), destination: Destination::Stdout, broken_pipe: broken, results: 0 }
+        let sink: Sink = Box::new(PipeAware {
+            inner: BufWriter::new(io::stdout()),
+            broken: Arc::clone(&broken),
+        });
+        ResultWriter {
+            format,
+            sink: Some(sink),
+            destination: Destination::Stdout,
+            broken_pipe: broken,
+            results: 0,
+        }
     }
 
     /// Results to `path`, which appears only once everything was written.
@@ -102,7 +111,10 @@ impl ResultWriter {
         Ok(ResultWriter {
             format,
             sink: Some(Box::new(BufWriter::new(file))),
-            destination: Destination::File { tmp, path: path.to_path_buf() },
+            destination: Destination::File {
+                tmp,
+                path: path.to_path_buf(),
+            },
             broken_pipe: Arc::new(AtomicBool::new(false)),
             results: 0,
         })
@@ -124,17 +136,24 @@ impl ResultWriter {
     pub async fn write_stream(&mut self, stream: SendableRecordBatchStream) -> Result<u64> {
         self.results += 1;
         if self.format == Format::Parquet && self.results > 1 {
-            return exec_err!("--format parquet writes one query's result; this script has several queries");
+            return exec_err!(
+                "--format parquet writes one query's result; this script has several queries"
+            );
         }
         let rows = match self.format {
             Format::Table => self.write_table(stream).await?,
             Format::Csv => self.write_csv(stream).await?,
             Format::Json => {
-                let rows = self.write_json::<arrow::json::writer::JsonArray>(stream).await?;
+                let rows = self
+                    .write_json::<arrow::json::writer::JsonArray>(stream)
+                    .await?;
                 writeln!(self.sink()?)?;
                 rows
             }
-            Format::Ndjson => self.write_json::<arrow::json::writer::LineDelimited>(stream).await?,
+            Format::Ndjson => {
+                self.write_json::<arrow::json::writer::LineDelimited>(stream)
+                    .await?
+            }
             Format::Parquet => self.write_parquet(stream).await?,
         };
         self.sink()?.flush()?;
@@ -158,7 +177,10 @@ impl ResultWriter {
         let sink = self.sink()?;
         writeln!(sink, "{text}")?;
         if total as usize > kept {
-            writeln!(sink, "({total} rows, first {kept} shown; --format csv, json, ndjson or parquet write all)")?;
+            writeln!(
+                sink,
+                "({total} rows, first {kept} shown; --format csv, json, ndjson or parquet write all)"
+            )?;
         } else {
             writeln!(sink, "({total} row{})", if total == 1 { "" } else { "s" })?;
         }
@@ -168,7 +190,9 @@ impl ResultWriter {
     async fn write_csv(&mut self, mut stream: SendableRecordBatchStream) -> Result<u64> {
         let schema = csv_schema(&stream.schema());
         let sink = self.sink()?;
-        let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(sink);
+        let mut writer = arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(sink);
         let mut rows = 0u64;
         let mut wrote_any = false;
         while let Some(batch) = stream.next().await {
@@ -183,9 +207,14 @@ impl ResultWriter {
         Ok(rows)
     }
 
-    async fn write_json<F: arrow::json::writer::JsonFormat>(&mut self, mut stream: SendableRecordBatchStream) -> Result<u64> {
+    async fn write_json<F: arrow::json::writer::JsonFormat>(
+        &mut self,
+        mut stream: SendableRecordBatchStream,
+    ) -> Result<u64> {
         let sink = self.sink()?;
-        let mut writer = arrow::json::WriterBuilder::new().with_explicit_nulls(true).build::<_, F>(sink);
+        let mut writer = arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, F>(sink);
         let mut rows = 0u64;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
@@ -198,9 +227,14 @@ impl ResultWriter {
 
     async fn write_parquet(&mut self, mut stream: SendableRecordBatchStream) -> Result<u64> {
         let schema = stream.schema();
-        let sink = self.sink.take().ok_or_else(|| DataFusionError::Internal("result writer already finished".into()))?;
+        let sink = self
+            .sink
+            .take()
+            .ok_or_else(|| DataFusionError::Internal("result writer already finished".into()))?;
         let props = parquet::file::properties::WriterProperties::builder()
-            .set_compression(parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::default()))
+            .set_compression(parquet::basic::Compression::ZSTD(
+                parquet::basic::ZstdLevel::default(),
+            ))
             .build();
         let mut writer = parquet::arrow::ArrowWriter::try_new(sink, schema, Some(props))?;
         let mut rows = 0u64;
@@ -220,7 +254,10 @@ impl ResultWriter {
         }
         if let Destination::File { tmp, path } = &self.destination {
             std::fs::rename(tmp, path).map_err(|e| {
-                DataFusionError::Execution(format!("cannot move output into place at '{}': {e}", path.display()))
+                DataFusionError::Execution(format!(
+                    "cannot move output into place at '{}': {e}",
+                    path.display()
+                ))
             })?;
         }
         self.destination = Destination::Stdout;
@@ -238,7 +275,13 @@ impl Drop for ResultWriter {
 }
 
 fn is_binary(dt: &DataType) -> bool {
-    matches!(dt, DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_))
+    matches!(
+        dt,
+        DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
+            | DataType::FixedSizeBinary(_)
+    )
 }
 
 /// CSV cannot hold nested values: they become JSON text, in a Utf8 column of the same name.
@@ -264,7 +307,11 @@ fn csv_batch(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
         .iter()
         .zip(batch.columns())
         .map(|(field, column)| {
-            if field.data_type().is_nested() { json_cells(field, column) } else { Ok(Arc::clone(column)) }
+            if field.data_type().is_nested() {
+                json_cells(field, column)
+            } else {
+                Ok(Arc::clone(column))
+            }
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
@@ -283,8 +330,9 @@ fn json_cells(field: &FieldRef, column: &ArrayRef) -> Result<ArrayRef> {
         }
         buf.clear();
         encoder.encode(i, &mut buf);
-        let text = String::from_utf8(std::mem::take(&mut buf))
-            .map_err(|e| ArrowError::InvalidArgumentError(format!("JSON encoder wrote invalid UTF-8: {e}")))?;
+        let text = String::from_utf8(std::mem::take(&mut buf)).map_err(|e| {
+            ArrowError::InvalidArgumentError(format!("JSON encoder wrote invalid UTF-8: {e}"))
+        })?;
         out.append_value(&text);
         buf = text.into_bytes();
     }
@@ -311,13 +359,17 @@ pub fn render_table(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Strin
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
             .collect::<std::result::Result<Vec<_>, ArrowError>>()?;
         for row in 0..batch.num_rows() {
-            let cells = batch.columns().iter().zip(&formatters).map(|(column, fmt)| {
-                if is_binary(column.data_type()) && column.is_valid(row) {
-                    format!("<{} bytes>", binary_len(column, row))
-                } else {
-                    truncate_cell(fmt.value(row).to_string())
-                }
-            });
+            let cells = batch
+                .columns()
+                .iter()
+                .zip(&formatters)
+                .map(|(column, fmt)| {
+                    if is_binary(column.data_type()) && column.is_valid(row) {
+                        format!("<{} bytes>", binary_len(column, row))
+                    } else {
+                        truncate_cell(fmt.value(row).to_string())
+                    }
+                });
             table.add_row(cells.collect::<Vec<_>>());
         }
     }

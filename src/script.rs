@@ -12,16 +12,26 @@ use crate::output::ResultWriter;
 
 /// Whether a statement's rows are a result for the user or a report on an action.
 fn is_command(plan: &LogicalPlan) -> bool {
-    matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) | LogicalPlan::Statement(_))
+    matches!(
+        plan,
+        LogicalPlan::Ddl(_)
+            | LogicalPlan::Dml(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Statement(_)
+    )
 }
 
 /// Splits `sql` into statements with the session's SQL dialect.
-pub fn parse_statements(ctx: &SessionContext, sql: &str) -> Result<Vec<datafusion::sql::parser::Statement>> {
+pub fn parse_statements(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<Vec<datafusion::sql::parser::Statement>> {
     let state = ctx.state();
     let options = state.config().options();
     let dialect_name = options.sql_parser.dialect.to_string();
-    let dialect = dialect_from_str(&dialect_name)
-        .ok_or_else(|| DataFusionError::Plan(format!("unsupported SQL dialect '{dialect_name}'")))?;
+    let dialect = dialect_from_str(&dialect_name).ok_or_else(|| {
+        DataFusionError::Plan(format!("unsupported SQL dialect '{dialect_name}'"))
+    })?;
     let mut parser = DFParserBuilder::new(sql)
         .with_dialect(dialect.as_ref())
         .with_recursion_limit(options.sql_parser.recursion_limit.get())
@@ -66,7 +76,9 @@ pub async fn run_script(
                 while let Some(batch) = stream.next().await {
                     let batch = batch?;
                     if let Some(col) = batch.columns().first()
-                        && let Some(c) = col.as_any().downcast_ref::<datafusion::arrow::array::UInt64Array>()
+                        && let Some(c) = col
+                            .as_any()
+                            .downcast_ref::<datafusion::arrow::array::UInt64Array>()
                     {
                         count = Some(count.unwrap_or(0) + c.iter().flatten().sum::<u64>());
                     }
@@ -80,7 +92,11 @@ pub async fn run_script(
             Ok::<(), DataFusionError>(())
         };
         run.await.map_err(|e| {
-            if many { e.context(format!("statement {} ({})", i + 1, short(&text))) } else { e }
+            if many {
+                e.context(format!("statement {} ({})", i + 1, short(&text)))
+            } else {
+                e
+            }
         })?;
         if out.broken_pipe() {
             break;

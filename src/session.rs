@@ -23,7 +23,10 @@ impl Assignment {
     /// Parses `KEY=VALUE`; `form` names the expected shape in the error.
     pub fn parse(s: &str, form: &str) -> std::result::Result<Self, String> {
         let (key, value) = split_assignment(s, form)?;
-        Ok(Assignment { key: key.to_string(), value: value.to_string() })
+        Ok(Assignment {
+            key: key.to_string(),
+            value: value.to_string(),
+        })
     }
 }
 
@@ -41,7 +44,8 @@ pub struct SessionOptions {
 /// A fresh session with hqflow's settings namespace, on-demand S3 stores and
 /// `information_schema` (for `SHOW TABLES`, `SHOW ALL`, `DESCRIBE`).
 pub fn new_context() -> Result<SessionContext> {
-    let config = hqflow_udfs::with_hqflow_options(SessionConfig::new().with_information_schema(true));
+    let config =
+        hqflow_udfs::with_hqflow_options(SessionConfig::new().with_information_schema(true));
     let runtime = RuntimeEnvBuilder::new()
         .with_object_store_registry(Arc::new(EnvObjectStoreRegistry::new()))
         .build_arc()?;
@@ -54,12 +58,17 @@ pub fn new_context() -> Result<SessionContext> {
 fn check_setting_key(key: &str) -> Result<()> {
     let ok = !key.is_empty()
         && key.split('.').all(|part| {
-            !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         });
     if ok {
         Ok(())
     } else {
-        Err(DataFusionError::Plan(format!("'{key}' is not a setting key (expected e.g. datafusion.execution.batch_size)")))
+        Err(DataFusionError::Plan(format!(
+            "'{key}' is not a setting key (expected e.g. datafusion.execution.batch_size)"
+        )))
     }
 }
 
@@ -67,7 +76,10 @@ fn check_setting_key(key: &str) -> Result<()> {
 pub async fn apply_setting(ctx: &SessionContext, key: &str, value: &str) -> Result<()> {
     check_setting_key(key)?;
     let quoted = value.replace('\'', "''");
-    ctx.sql(&format!("SET {key} = '{quoted}'")).await?.collect().await?;
+    ctx.sql(&format!("SET {key} = '{quoted}'"))
+        .await?
+        .collect()
+        .await?;
     Ok(())
 }
 
@@ -80,7 +92,12 @@ pub async fn build_session(options: &SessionOptions) -> Result<SessionContext> {
             .map_err(|e| e.context(format!("--set {}={}", s.key, s.value)))?;
     }
     for m in &options.models {
-        apply_setting(&ctx, &format!("hqflow.model.{}", m.key), &m.value)
+        let name_ok = hqflow_udfs::check_model_name(&m.key);
+        let registered = async {
+            name_ok?;
+            apply_setting(&ctx, &format!("hqflow.model.{}", m.key), &m.value).await
+        };
+        registered
             .await
             .map_err(|e| e.context(format!("--model {}={}", m.key, m.value)))?;
     }

@@ -39,8 +39,8 @@ async fn execute(ctx: &SessionContext, sql: &str, format: Format, status: Status
 
 /// Runs the shell until `\q` or end of input.
 pub async fn run(ctx: &SessionContext, format: Format, status: Status) -> Result<()> {
-    let mut editor =
-        DefaultEditor::new().map_err(|e| DataFusionError::Execution(format!("cannot start the shell: {e}")))?;
+    let mut editor = DefaultEditor::new()
+        .map_err(|e| DataFusionError::Execution(format!("cannot start the shell: {e}")))?;
     let history = history_path();
     if let Some(path) = &history {
         let _ = editor.load_history(path);
@@ -48,7 +48,11 @@ pub async fn run(ctx: &SessionContext, format: Format, status: Status) -> Result
     status.line("hqflow sql: statements end with ';', \\? for help, \\q to quit");
     let mut buffer = String::new();
     loop {
-        let prompt = if buffer.is_empty() { "hqflow> " } else { "     -> " };
+        let prompt = if buffer.is_empty() {
+            "hqflow> "
+        } else {
+            "     -> "
+        };
         match editor.readline(prompt) {
             Ok(line) => {
                 let trimmed = line.trim();
@@ -77,7 +81,11 @@ pub async fn run(ctx: &SessionContext, format: Format, status: Status) -> Result
             }
             Err(ReadlineError::Interrupted) => buffer.clear(),
             Err(ReadlineError::Eof) => break,
-            Err(e) => return Err(DataFusionError::Execution(format!("shell input failed: {e}"))),
+            Err(e) => {
+                return Err(DataFusionError::Execution(format!(
+                    "shell input failed: {e}"
+                )));
+            }
         }
     }
     if let Some(path) = &history {

@@ -20,7 +20,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::execution::context::SessionState;
 use datafusion::prelude::SessionContext;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use url::Url;
 
@@ -53,7 +53,10 @@ impl fmt::Display for TableSpec {
 }
 
 /// Splits `KEY=VALUE`, rejecting an empty key or value with a message that shows the form.
-pub fn split_assignment<'a>(s: &'a str, form: &str) -> std::result::Result<(&'a str, &'a str), String> {
+pub fn split_assignment<'a>(
+    s: &'a str,
+    form: &str,
+) -> std::result::Result<(&'a str, &'a str), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => Ok((k.trim(), v.trim())),
         _ => Err(format!("'{s}' is not of the form {form}")),
@@ -93,9 +96,12 @@ struct ResolvedLocation {
 }
 
 fn has_scheme(location: &str) -> bool {
-    location
-        .split_once("://")
-        .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+'))
+    location.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+')
+    })
 }
 
 async fn resolve(table: &str, location: &str, state: &SessionState) -> Result<ResolvedLocation> {
@@ -106,7 +112,11 @@ async fn resolve(table: &str, location: &str, state: &SessionState) -> Result<Re
     if location.contains(GLOB_CHARS) {
         let url = ListingTableUrl::parse(location)
             .map_err(|e| plan_datafusion_err!("table '{table}': bad glob '{location}': {e}"))?;
-        return Ok(ResolvedLocation { url, kind: LocationKind::Glob, extension: "" });
+        return Ok(ResolvedLocation {
+            url,
+            kind: LocationKind::Glob,
+            extension: "",
+        });
     }
     let meta = match std::fs::metadata(location) {
         Ok(meta) => meta,
@@ -116,20 +126,34 @@ async fn resolve(table: &str, location: &str, state: &SessionState) -> Result<Re
         Err(e) => return plan_err!("table '{table}': cannot read location '{location}': {e}"),
     };
     let (path, kind, extension) = if meta.is_dir() {
-        let dir = if location.ends_with('/') { location.to_string() } else { format!("{location}/") };
+        let dir = if location.ends_with('/') {
+            location.to_string()
+        } else {
+            format!("{location}/")
+        };
         (dir, LocationKind::Directory, ".parquet")
     } else {
         (location.to_string(), LocationKind::File, "")
     };
     let url = ListingTableUrl::parse(&path)
         .map_err(|e| plan_datafusion_err!("table '{table}': bad location '{location}': {e}"))?;
-    Ok(ResolvedLocation { url, kind, extension })
+    Ok(ResolvedLocation {
+        url,
+        kind,
+        extension,
+    })
 }
 
 /// `s3://bucket/key.parquet`, `s3://bucket/prefix/` and `s3://bucket/prefix/*.parquet`.
 /// A path without a trailing slash that is not an object is treated as a prefix.
-async fn resolve_remote(table: &str, location: &str, state: &SessionState) -> Result<ResolvedLocation> {
-    let bad = |e: &dyn fmt::Display| plan_datafusion_err!("table '{table}': bad location '{location}': {e}");
+async fn resolve_remote(
+    table: &str,
+    location: &str,
+    state: &SessionState,
+) -> Result<ResolvedLocation> {
+    let bad = |e: &dyn fmt::Display| {
+        plan_datafusion_err!("table '{table}': bad location '{location}': {e}")
+    };
     let (scheme_and_bucket, path) = {
         let after_scheme = location.find("://").map(|i| i + 3).unwrap_or(0);
         match location[after_scheme..].find('/') {
@@ -144,19 +168,39 @@ async fn resolve_remote(table: &str, location: &str, state: &SessionState) -> Re
         let url = Url::parse(&format!("{scheme_and_bucket}{base}")).map_err(|e| bad(&e))?;
         let glob = glob::Pattern::new(pattern).map_err(|e| bad(&e))?;
         let url = ListingTableUrl::try_new(url, Some(glob)).map_err(|e| bad(&e))?;
-        return Ok(ResolvedLocation { url, kind: LocationKind::Glob, extension: "" });
+        return Ok(ResolvedLocation {
+            url,
+            kind: LocationKind::Glob,
+            extension: "",
+        });
     }
     let url = ListingTableUrl::parse(location).map_err(|e| bad(&e))?;
     if url.is_collection() || path.is_empty() {
-        let url = if path.is_empty() { ListingTableUrl::parse(format!("{location}/")).map_err(|e| bad(&e))? } else { url };
-        return Ok(ResolvedLocation { url, kind: LocationKind::Directory, extension: ".parquet" });
+        let url = if path.is_empty() {
+            ListingTableUrl::parse(format!("{location}/")).map_err(|e| bad(&e))?
+        } else {
+            url
+        };
+        return Ok(ResolvedLocation {
+            url,
+            kind: LocationKind::Directory,
+            extension: ".parquet",
+        });
     }
     let store = state.runtime_env().object_store(&url)?;
     match store.head(url.prefix()).await {
-        Ok(_) => Ok(ResolvedLocation { url, kind: LocationKind::File, extension: "" }),
+        Ok(_) => Ok(ResolvedLocation {
+            url,
+            kind: LocationKind::File,
+            extension: "",
+        }),
         Err(object_store::Error::NotFound { .. }) => {
             let url = ListingTableUrl::parse(format!("{location}/")).map_err(|e| bad(&e))?;
-            Ok(ResolvedLocation { url, kind: LocationKind::Directory, extension: ".parquet" })
+            Ok(ResolvedLocation {
+                url,
+                kind: LocationKind::Directory,
+                extension: ".parquet",
+            })
         }
         Err(e) => plan_err!("table '{table}': cannot read '{location}': {e}"),
     }
@@ -169,7 +213,12 @@ fn display_path(url: &ListingTableUrl, meta: &ObjectMeta) -> String {
     if u.scheme() == "file" {
         format!("/{}", meta.location)
     } else {
-        format!("{}://{}/{}", u.scheme(), u.host_str().unwrap_or_default(), meta.location)
+        format!(
+            "{}://{}/{}",
+            u.scheme(),
+            u.host_str().unwrap_or_default(),
+            meta.location
+        )
     }
 }
 
@@ -179,7 +228,11 @@ fn parquet_format(state: &SessionState) -> ParquetFormat {
 
 /// Registers the Parquet data at `location` as table `name`, after checking that the location
 /// exists, holds at least one file, and that its files are Parquet with compatible schemas.
-pub async fn register_parquet_table(ctx: &SessionContext, name: &str, location: &str) -> Result<SchemaRef> {
+pub async fn register_parquet_table(
+    ctx: &SessionContext,
+    name: &str,
+    location: &str,
+) -> Result<SchemaRef> {
     check_identifier(name).map_err(DataFusionError::Plan)?;
     let state = ctx.state();
     let resolved = resolve(name, location, &state).await?;
@@ -208,11 +261,16 @@ pub async fn register_parquet_table(ctx: &SessionContext, name: &str, location: 
         );
     }
 
+    check_footers(name, &resolved.url, &store, &files).await?;
+
     let format = parquet_format(&state);
-    let options = ListingOptions::new(Arc::new(parquet_format(&state))).with_file_extension(resolved.extension);
+    let options = ListingOptions::new(Arc::new(parquet_format(&state)))
+        .with_file_extension(resolved.extension);
     let schema = match format.infer_schema(&state, &store, &files).await {
         Ok(schema) => schema,
-        Err(e) => return Err(diagnose(name, &resolved.url, &state, &format, &store, &files, e).await),
+        Err(e) => {
+            return Err(diagnose(name, &resolved.url, &state, &format, &store, &files, e).await);
+        }
     };
     let config = ListingTableConfig::new(resolved.url)
         .with_listing_options(options)
@@ -220,6 +278,49 @@ pub async fn register_parquet_table(ctx: &SessionContext, name: &str, location: 
     let table = ListingTable::try_new(config)?;
     ctx.register_table(name, Arc::new(table))?;
     Ok(schema)
+}
+
+/// Checks each file's last 8 bytes: the `PAR1` magic and a metadata length that fits in
+/// the file. The parquet crate trusts that length (a corrupt one overflows an unchecked
+/// subtraction, a panic in debug builds), so bad footers are caught here, with the file named.
+async fn check_footers(
+    table: &str,
+    url: &ListingTableUrl,
+    store: &Arc<dyn ObjectStore>,
+    files: &[ObjectMeta],
+) -> Result<()> {
+    let checks = futures::stream::iter(files.iter().map(|meta| async move {
+        let path = || display_path(url, meta);
+        let bad = |why: String| {
+            plan_datafusion_err!(
+                "table '{table}': file '{}' is not a readable Parquet file: {why}",
+                path()
+            )
+        };
+        if meta.size < 12 {
+            return Err(bad(format!("{} bytes is too small for Parquet", meta.size)));
+        }
+        let tail = store
+            .get_range(&meta.location, meta.size - 8..meta.size)
+            .await
+            .map_err(|e| bad(format!("cannot read its footer: {e}")))?;
+        match &tail[4..8] {
+            b"PAR1" => {}
+            b"PARE" => return Err(bad("it is encrypted (not supported)".into())),
+            _ => return Err(bad("no PAR1 magic at its end".into())),
+        }
+        let metadata_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+        if metadata_len + 12 > meta.size {
+            return Err(bad(format!(
+                "corrupt footer: metadata length {metadata_len} does not fit in a file of {} bytes",
+                meta.size
+            )));
+        }
+        Ok(())
+    }))
+    .buffer_unordered(16);
+    checks.try_collect::<Vec<()>>().await?;
+    Ok(())
 }
 
 fn listing_error(table: &str, location: &str, e: DataFusionError) -> DataFusionError {
@@ -240,7 +341,10 @@ async fn diagnose(
     let mut first_seen: BTreeMap<String, (DataType, String)> = BTreeMap::new();
     for meta in files {
         let path = display_path(url, meta);
-        let schema = match format.infer_schema(state, store, std::slice::from_ref(meta)).await {
+        let schema = match format
+            .infer_schema(state, store, std::slice::from_ref(meta))
+            .await
+        {
             Ok(schema) => schema,
             Err(e) => {
                 return plan_datafusion_err!(
@@ -260,10 +364,16 @@ async fn diagnose(
                 }
                 Some(_) => {}
                 None => {
-                    first_seen.insert(field.name().clone(), (field.data_type().clone(), path.clone()));
+                    first_seen.insert(
+                        field.name().clone(),
+                        (field.data_type().clone(), path.clone()),
+                    );
                 }
             }
         }
     }
-    plan_datafusion_err!("table '{table}': cannot read schema: {}", original.strip_backtrace())
+    plan_datafusion_err!(
+        "table '{table}': cannot read schema: {}",
+        original.strip_backtrace()
+    )
 }

@@ -1,1 +1,10 @@
-//! it
+//! hqflow's integration tests, one binary (each test binary is a costly link on 2 cores).
+//!
+//! - `slt`: the sqllogictest files under `tests/sql/` through hqflow's own session.
+//! - `cli`: the real `hqflow` binary in temporary directories.
+//! - `s3`: a round trip through a local S3-compatible server (`tests/run.sh` starts one).
+
+mod cli;
+mod s3;
+mod slt;
+mod support;

@@ -10,7 +10,7 @@
 pub mod functions;
 mod options;
 
-pub use options::{HqflowOptions, ModelLocation, OnError};
+pub use options::{HqflowOptions, ModelLocation, OnError, check_model_name};
 
 use datafusion::common::Result;
 use datafusion::execution::FunctionRegistry;
@@ -20,7 +20,10 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 pub fn register_all(ctx: &SessionContext) -> Result<()> {
     for udf in functions::all() {
         if ctx.udf(udf.name()).is_ok() {
-            return datafusion::common::internal_err!("hqflow function '{}' would shadow a built-in", udf.name());
+            return datafusion::common::internal_err!(
+                "hqflow function '{}' would shadow a built-in",
+                udf.name()
+            );
         }
         ctx.register_udf(udf);
     }

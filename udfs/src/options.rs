@@ -53,7 +53,9 @@ impl ModelLocation {
         }
         let path = Path::new(value);
         if !path.exists() {
-            return Err(config_err(format!("model directory '{value}' does not exist")));
+            return Err(config_err(format!(
+                "model directory '{value}' does not exist"
+            )));
         }
         if !path.is_dir() {
             return Err(config_err(format!(
@@ -105,7 +107,7 @@ fn config_err(msg: String) -> DataFusionError {
 
 /// Model names are SQL-friendly identifiers, so they can be passed as string literals
 /// and used as keys without quoting surprises.
-fn check_model_name(name: &str) -> Result<()> {
+pub fn check_model_name(name: &str) -> Result<()> {
     let mut chars = name.chars();
     let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
@@ -135,7 +137,11 @@ impl HqflowOptions {
             DataFusionError::Plan(format!(
                 "model '{name}' is not registered (registered: {}); register it with \
                  `hqflow sql -m {name}=DIR` or `SET hqflow.model.{name} = 'DIR'`",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             ))
         })
     }
@@ -237,9 +243,12 @@ mod tests {
         o.set("model.remote", "http://127.0.0.1:8000/v1?model=qwen")?;
         assert!(matches!(o.model("remote")?, ModelLocation::Endpoint(_)));
         assert!(o.set("model.bad name", dir).is_err());
-        let missing = o.set("model.x", "/no/such/checkpoint").unwrap_err().to_string();
+        let missing = o
+            .set("model.x", "/no/such/checkpoint")
+            .expect_err("must fail")
+            .to_string();
         assert!(missing.contains("/no/such/checkpoint"), "{missing}");
-        let unknown = o.model("nope").unwrap_err().to_string();
+        let unknown = o.model("nope").expect_err("must fail").to_string();
         assert!(unknown.contains("remote, tiny"), "{unknown}");
         o.set("model.tiny", "")?;
         assert!(o.model("tiny").is_err());

@@ -26,18 +26,34 @@ pub struct ByteLength {
 
 impl Default for ByteLength {
     fn default() -> Self {
-        ByteLength { signature: Signature::any(1, Volatility::Immutable) }
+        ByteLength {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
     }
 }
 
 fn lengths(array: &dyn Array) -> Result<Int64Array> {
     Ok(match array.data_type() {
-        DataType::Binary => array.as_binary::<i32>().iter().map(|v| v.map(|b| b.len() as i64)).collect(),
-        DataType::LargeBinary => array.as_binary::<i64>().iter().map(|v| v.map(|b| b.len() as i64)).collect(),
-        DataType::BinaryView => array.as_binary_view().iter().map(|v| v.map(|b| b.len() as i64)).collect(),
-        DataType::FixedSizeBinary(_) => {
-            array.as_fixed_size_binary().iter().map(|v| v.map(|b| b.len() as i64)).collect()
-        }
+        DataType::Binary => array
+            .as_binary::<i32>()
+            .iter()
+            .map(|v| v.map(|b| b.len() as i64))
+            .collect(),
+        DataType::LargeBinary => array
+            .as_binary::<i64>()
+            .iter()
+            .map(|v| v.map(|b| b.len() as i64))
+            .collect(),
+        DataType::BinaryView => array
+            .as_binary_view()
+            .iter()
+            .map(|v| v.map(|b| b.len() as i64))
+            .collect(),
+        DataType::FixedSizeBinary(_) => array
+            .as_fixed_size_binary()
+            .iter()
+            .map(|v| v.map(|b| b.len() as i64))
+            .collect(),
         DataType::Null => Int64Array::new_null(array.len()),
         other => return exec_err!("byte_length expects binary, got {other}"),
     })
@@ -68,7 +84,9 @@ impl ScalarUDFImpl for ByteLength {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         match &args.args[0] {
-            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(Arc::new(lengths(array.as_ref())?))),
+            ColumnarValue::Array(array) => {
+                Ok(ColumnarValue::Array(Arc::new(lengths(array.as_ref())?)))
+            }
             ColumnarValue::Scalar(scalar) => {
                 let array = scalar.to_array()?;
                 let out = lengths(array.as_ref())?;

@@ -1,0 +1,112 @@
+//! Helpers shared by the integration tests: running the binary, fixture paths.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The repository root (tests run with it as the working directory).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fixture under `tests/data/`.
+pub fn fixture(name: &str) -> String {
+    root()
+        .join("tests/data")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// What a run of the binary did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        &self.stdout
+    }
+
+    /// Asserts a failure with exit code `code` whose stderr contains every one of `needles`.
+    #[track_caller]
+    pub fn fails_with(&self, code: i32, needles: &[&str]) {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        for needle in needles {
+            assert!(
+                self.stderr.contains(needle),
+                "stderr lacks {needle:?}:\n{}",
+                self.stderr
+            );
+        }
+        assert!(!self.stderr.contains("panicked"), "panic:\n{}", self.stderr);
+    }
+}
+
+/// A command for the `hqflow` binary with a clean environment for its settings.
+pub fn hqflow_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hqflow"));
+    cmd.env_remove("HQFLOW_LOG")
+        .env("HQFLOW_HISTORY", "/dev/null");
+    cmd
+}
+
+/// Runs `hqflow ARGS` in `dir` with stdin closed.
+pub fn hqflow_in(dir: &std::path::Path, args: &[&str]) -> Run {
+    let output = hqflow_command()
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the hqflow binary runs");
+    Run::from(output)
+}
+
+/// Runs `hqflow ARGS` in the repository root.
+pub fn hqflow(args: &[&str]) -> Run {
+    hqflow_in(&root(), args)
+}
+
+/// Runs `hqflow ARGS` with `input` on stdin.
+pub fn hqflow_stdin(args: &[&str], input: &str) -> Run {
+    use std::io::Write;
+    let mut child = hqflow_command()
+        .args(args)
+        .current_dir(root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the hqflow binary starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input.as_bytes())
+        .expect("stdin accepts input");
+    Run::from(
+        child
+            .wait_with_output()
+            .expect("the hqflow binary finishes"),
+    )
+}

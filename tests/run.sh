@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# hqflow's whole test suite, as CI runs it: installs what the tests need (a local
+# S3-compatible server from PyPI, in a virtualenv), starts that server on loopback, runs
+# every Rust test in the dev profile, and stops the server.
+#
+# Env: CARGO_TARGET_DIR (default ~/.cache/hqflow/target, outside the clone so builds are
+# reused), HQFLOW_TEST_VENV (default ~/.cache/hqflow/test-venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hqflow/target}"
+VENV="${HQFLOW_TEST_VENV:-$HOME/.cache/hqflow/test-venv}"
+MOTO_VERSION="5.2.5"
+
+# moto's S3 in server mode (flask) is the S3-compatible server the S3 round trip talks to.
+if ! "$VENV/bin/python" -c "import moto, flask, flask_cors; assert moto.__version__ == '$MOTO_VERSION'" 2>/dev/null; then
+  echo "tests/run.sh: installing moto $MOTO_VERSION into $VENV" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[s3]==$MOTO_VERSION" flask flask-cors
+fi
+
+port="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+log="$(mktemp)"
+"$VENV/bin/python" -m moto.server -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+moto_pid=$!
+trap 'kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; rm -f "$log"' EXIT
+
+for _ in $(seq 1 100); do
+  if "$VENV/bin/python" -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2).close()" 2>/dev/null; then
+    break
+  fi
+  if ! kill -0 "$moto_pid" 2>/dev/null; then
+    echo "tests/run.sh: the S3 test server failed to start:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+export HQFLOW_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+
+cargo test --workspace --locked
