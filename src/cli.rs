@@ -157,14 +157,55 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(Outcome::Success) => ExitCode::SUCCESS,
-        Ok(Outcome::CheckFailed) => ExitCode::from(2),
-        Err(e) => {
+    install_panic_hook();
+    // Spawned, so that a panic anywhere (ours or a dependency's) ends as one error line and
+    // exit 1 rather than an abort with a backtrace dump.
+    match runtime.block_on(async { tokio::spawn(run(cli)).await }) {
+        Ok(Ok(Outcome::Success)) => ExitCode::SUCCESS,
+        Ok(Ok(Outcome::CheckFailed)) => ExitCode::from(2),
+        Ok(Err(e)) => {
             eprintln!("error: {}", redact_secrets(&e.strip_backtrace()));
             ExitCode::from(1)
         }
+        Err(join_error) => {
+            let detail = LAST_PANIC
+                .lock()
+                .ok()
+                .and_then(|p| p.clone())
+                .unwrap_or_else(|| join_error.to_string());
+            eprintln!(
+                "error: internal error: {} (this is a bug in hqflow; please report it)",
+                redact_secrets(&detail)
+            );
+            ExitCode::from(1)
+        }
     }
+}
+
+/// The message and location of the last panic, printed once by `main` instead of the
+/// default hook's multi-line dump.
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn install_panic_hook() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::env::var_os("RUST_BACKTRACE").is_some() {
+            default_hook(info);
+        }
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_string());
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(format!("{message}{location}"));
+        }
+    }));
 }
 
 fn init_tracing() {

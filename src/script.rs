@@ -55,7 +55,7 @@ pub async fn run_script(
     ctx: &SessionContext,
     sql: &str,
     out: &mut ResultWriter,
-    status: &mut dyn FnMut(&str),
+    status: &mut (dyn FnMut(&str) + Send),
 ) -> Result<()> {
     let statements = parse_statements(ctx, sql)?;
     let many = statements.len() > 1;

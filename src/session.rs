@@ -101,7 +101,14 @@ pub async fn build_session(options: &SessionOptions) -> Result<SessionContext> {
             .await
             .map_err(|e| e.context(format!("--model {}={}", m.key, m.value)))?;
     }
+    let mut seen = std::collections::HashSet::new();
     for t in &options.tables {
+        if !seen.insert(t.name.as_str()) {
+            return Err(DataFusionError::Plan(format!(
+                "--table '{}' is given twice",
+                t.name
+            )));
+        }
         register_parquet_table(&ctx, &t.name, &t.location).await?;
     }
     Ok(ctx)

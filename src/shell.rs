@@ -18,6 +18,9 @@ use crate::script::run_script;
 
 const HELP: &str = "statements end with ';'\n  \\d          list tables\n  \\d NAME     describe a table\n  \\q          quit (or Ctrl-D)\n  \\?          this help";
 
+const LIST_TABLES: &str = "SELECT table_name, table_type FROM information_schema.tables \
+     WHERE table_schema <> 'information_schema' ORDER BY table_name";
+
 fn history_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("HQFLOW_HISTORY") {
         return Some(PathBuf::from(p));
@@ -61,7 +64,7 @@ pub async fn run(ctx: &SessionContext, format: Format, status: Status) -> Result
                     let mut parts = trimmed.split_whitespace();
                     match (parts.next(), parts.next()) {
                         (Some("\\q"), _) => break,
-                        (Some("\\d"), None) => execute(ctx, "SHOW TABLES", format, status).await,
+                        (Some("\\d"), None) => execute(ctx, LIST_TABLES, format, status).await,
                         (Some("\\d"), Some(name)) => {
                             execute(ctx, &format!("DESCRIBE {name}"), format, status).await
                         }

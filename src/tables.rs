@@ -289,37 +289,43 @@ async fn check_footers(
     store: &Arc<dyn ObjectStore>,
     files: &[ObjectMeta],
 ) -> Result<()> {
-    let checks = futures::stream::iter(files.iter().map(|meta| async move {
-        let path = || display_path(url, meta);
-        let bad = |why: String| {
-            plan_datafusion_err!(
-                "table '{table}': file '{}' is not a readable Parquet file: {why}",
-                path()
-            )
-        };
-        if meta.size < 12 {
-            return Err(bad(format!("{} bytes is too small for Parquet", meta.size)));
-        }
-        let tail = store
-            .get_range(&meta.location, meta.size - 8..meta.size)
-            .await
-            .map_err(|e| bad(format!("cannot read its footer: {e}")))?;
-        match &tail[4..8] {
-            b"PAR1" => {}
-            b"PARE" => return Err(bad("it is encrypted (not supported)".into())),
-            _ => return Err(bad("no PAR1 magic at its end".into())),
-        }
-        let metadata_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
-        if metadata_len + 12 > meta.size {
-            return Err(bad(format!(
-                "corrupt footer: metadata length {metadata_len} does not fit in a file of {} bytes",
-                meta.size
-            )));
-        }
-        Ok(())
-    }))
-    .buffer_unordered(16);
-    checks.try_collect::<Vec<()>>().await?;
+    // Owned arguments: borrowed ones trip rustc's higher-ranked lifetime inference once the
+    // future must be `Send`.
+    let checks: Vec<_> = files
+        .iter()
+        .map(|meta| {
+            let what = format!("table '{table}': file '{}'", display_path(url, meta));
+            check_footer(what, Arc::clone(store), meta.clone())
+        })
+        .collect();
+    futures::stream::iter(checks)
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+async fn check_footer(what: String, store: Arc<dyn ObjectStore>, meta: ObjectMeta) -> Result<()> {
+    let bad = |why: String| plan_datafusion_err!("{what} is not a readable Parquet file: {why}");
+    if meta.size < 12 {
+        return Err(bad(format!("{} bytes is too small for Parquet", meta.size)));
+    }
+    let tail = store
+        .get_range(&meta.location, meta.size - 8..meta.size)
+        .await
+        .map_err(|e| bad(format!("cannot read its footer: {e}")))?;
+    match &tail[4..8] {
+        b"PAR1" => {}
+        b"PARE" => return Err(bad("it is encrypted (not supported)".into())),
+        _ => return Err(bad("no PAR1 magic at its end".into())),
+    }
+    let metadata_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if metadata_len + 12 > meta.size {
+        return Err(bad(format!(
+            "corrupt footer: metadata length {metadata_len} does not fit in a file of {} bytes",
+            meta.size
+        )));
+    }
     Ok(())
 }
 
