@@ -284,6 +284,36 @@ fn files_stdin_and_several_statements() {
 }
 
 #[test]
+fn explain_and_explain_analyze_show_plans() {
+    let pool = format!("pool={}", fixture("pyarrow_pool.parquet"));
+    let q = "SELECT count(*) FROM pool WHERE txt IS NOT NULL";
+    let plan = hqflow(&[
+        "sql",
+        "-t",
+        &pool,
+        &format!("EXPLAIN {q}"),
+        "--format",
+        "csv",
+    ]);
+    let out = plan.ok();
+    assert!(out.contains("TableScan: pool projection=[txt]"), "{out}");
+    let analyzed = hqflow(&[
+        "sql",
+        "-t",
+        &pool,
+        &format!("EXPLAIN ANALYZE {q}"),
+        "--format",
+        "csv",
+    ]);
+    let out = analyzed.ok();
+    assert!(
+        out.contains("output_rows=85"),
+        "the filter keeps 85 rows: {out}"
+    );
+    assert!(out.contains("DataSourceExec"), "{out}");
+}
+
+#[test]
 fn models_register_through_the_command_line() {
     let run = hqflow(&[
         "sql",
