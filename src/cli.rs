@@ -267,6 +267,11 @@ async fn run_sql(args: SqlArgs, status: Status) -> Result<Outcome> {
     if let Some(query) = &args.query {
         scripts.push(("QUERY".into(), query.clone()));
     }
+    if scripts.is_empty() && args.output.is_some() && std::io::stdin().is_terminal() {
+        return Err(DataFusionError::Plan(
+            "--output needs a QUERY, --file or statements on stdin".into(),
+        ));
+    }
     let ctx = build_session(&args.session.options()).await?;
     if scripts.is_empty() {
         if std::io::stdin().is_terminal() {

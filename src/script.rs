@@ -2,7 +2,7 @@
 //! as it stands after the previous one (so `SET` and `CREATE` take effect for what follows).
 
 use datafusion::common::{DataFusionError, Result};
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{LogicalPlan, Statement};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParserBuilder;
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
@@ -10,15 +10,14 @@ use futures::StreamExt;
 
 use crate::output::ResultWriter;
 
-/// Whether a statement's rows are a result for the user or a report on an action.
+/// Whether a statement's rows are a report on an action (not a result for the user).
+/// `EXECUTE` runs a prepared query, so its rows are a result.
 fn is_command(plan: &LogicalPlan) -> bool {
-    matches!(
-        plan,
-        LogicalPlan::Ddl(_)
-            | LogicalPlan::Dml(_)
-            | LogicalPlan::Copy(_)
-            | LogicalPlan::Statement(_)
-    )
+    match plan {
+        LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => true,
+        LogicalPlan::Statement(statement) => !matches!(statement, Statement::Execute(_)),
+        _ => false,
+    }
 }
 
 /// Splits `sql` into statements with the session's SQL dialect.

@@ -247,7 +247,25 @@ pub async fn register_parquet_table(
         .map_err(|e| listing_error(name, location, e))?;
     if files.is_empty() {
         return match resolved.kind {
-            LocationKind::Glob => plan_err!("table '{name}': glob '{location}' matches no files"),
+            LocationKind::Glob => {
+                let spans_dirs = resolved
+                    .url
+                    .get_glob()
+                    .as_ref()
+                    .is_some_and(|g| g.as_str().contains('/'));
+                let hint = if spans_dirs
+                    && state
+                        .config_options()
+                        .execution
+                        .listing_table_ignore_subdirectory
+                {
+                    " (patterns across directories need \
+                     -s datafusion.execution.listing_table_ignore_subdirectory=false)"
+                } else {
+                    ""
+                };
+                plan_err!("table '{name}': glob '{location}' matches no files{hint}")
+            }
             LocationKind::Directory => {
                 plan_err!("table '{name}': no Parquet files (*.parquet) under '{location}'")
             }

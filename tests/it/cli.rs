@@ -52,6 +52,28 @@ fn globs_and_directories_read_every_parquet_file() {
         count(&format!("{}/data/", dir.path().display())).ok(),
         "n\n200\n"
     );
+    // Nested directories on request; a glob across directories says how to get them.
+    count("data/*/*.parquet").fails_with(
+        1,
+        &[
+            "matches no files",
+            "listing_table_ignore_subdirectory=false",
+        ],
+    );
+    let nested = hqflow_in(
+        dir.path(),
+        &[
+            "sql",
+            "-s",
+            "datafusion.execution.listing_table_ignore_subdirectory=false",
+            "-t",
+            "t=data",
+            "-t",
+            "s=data/*/*.parquet",
+            "SELECT (SELECT count(*) FROM t) AS all_rows, (SELECT count(*) FROM s) AS nested_rows",
+        ],
+    );
+    assert_eq!(nested.ok(), "all_rows,nested_rows\n300,100\n");
 }
 
 #[test]
