@@ -127,6 +127,28 @@ fn s3_round_trip() {
         .fails_with(1, &["no Parquet files", "nothing-here"]);
     let glob = format!("p=s3://{bucket}/pool/*.csv");
     run(&endpoint, &["sql", "-t", &glob, "SELECT 1"]).fails_with(1, &["matches no files"]);
+    // Errors and logs pass through redaction: a message that would contain a credential
+    // shows *** instead (here the secret is the name of a table that does not exist).
+    let echo = format!("SELECT * FROM \"{SECRET}\"");
+    let r = run(&endpoint, &["sql", &echo]);
+    r.fails_with(1, &["not found", "***"]);
+    let table = format!("p=s3://{bucket}/pool/");
+    let logged = s3_command(&endpoint)
+        .env("HQFLOW_LOG", "trace")
+        .args(["sql", "-t", &table, "SELECT count(*) FROM p"])
+        .output()
+        .expect("the hqflow binary runs");
+    let log = String::from_utf8_lossy(&logged.stderr);
+    assert!(logged.status.success(), "{log}");
+    assert!(
+        log.len() > 1000,
+        "trace logging produced little output: {log}"
+    );
+    assert!(
+        !log.contains(SECRET) && !log.contains(KEY_ID),
+        "a credential reached the log"
+    );
+
     let no_bucket = format!("p=s3://{bucket}-missing/pool/");
     run(&endpoint, &["sql", "-t", &no_bucket, "SELECT 1"]).fails_with(1, &["table 'p'"]);
 }
