@@ -2,9 +2,11 @@
 //!
 //! - `slt`: the sqllogictest files under `tests/sql/` through hqflow's own session.
 //! - `cli`: the real `hqflow` binary in temporary directories.
+//! - `clip_conformance`: hqflow's CLIP against transformers' outputs on tiny checkpoints.
 //! - `s3`: a round trip through a local S3-compatible server (`tests/run.sh` starts one).
 
 mod cli;
+mod clip_conformance;
 mod s3;
 mod slt;
 mod support;

@@ -8,6 +8,7 @@
 //! `entries`, and document it in the table on [`HqflowOptions`].
 
 pub mod functions;
+pub mod models;
 mod options;
 
 pub use options::{HqflowOptions, ModelLocation, OnError, check_model_name};

@@ -1,0 +1,122 @@
+//! Loading a CLIP checkpoint directory in Hugging Face layout: `config.json`,
+//! `model.safetensors` (memory-mapped, any float dtype, computed in f32), `tokenizer.json`,
+//! `preprocessor_config.json`.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use super::clip::Clip;
+use super::clip_config::ClipConfig;
+use super::image_decode::DecodeError;
+use super::preprocess::Preprocessor;
+use super::tokenizer::ClipTokenizer;
+use super::{ModelError, ModelResult};
+
+/// A loaded CLIP checkpoint: model, tokenizer and preprocessing, ready to embed.
+pub struct ClipCheckpoint {
+    /// The model.
+    pub model: Clip,
+    /// Its tokenizer.
+    pub tokenizer: ClipTokenizer,
+    /// Its image preprocessing.
+    pub preprocessor: Preprocessor,
+    /// Where it was loaded from.
+    pub dir: PathBuf,
+}
+
+fn read(dir: &Path, name: &str) -> ModelResult<String> {
+    std::fs::read_to_string(dir.join(name)).map_err(|e| {
+        ModelError(format!(
+            "checkpoint '{}': cannot read {name}: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// Memory-maps the weights.
+#[allow(unsafe_code)]
+fn mmap_weights(path: &Path, device: &Device) -> ModelResult<VarBuilder<'static>> {
+    // SAFETY: the mapping is read-only and hqflow never writes checkpoint files; as with
+    // every mmap-based loader (safetensors, transformers), a file truncated by another
+    // process while mapped is outside what we can defend against.
+    unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device) }
+        .map_err(|e| ModelError(format!("cannot load weights '{}': {e}", path.display())))
+}
+
+impl ClipCheckpoint {
+    /// Loads the checkpoint in `dir` onto `device`.
+    pub fn load(dir: &Path, device: &Device) -> ModelResult<Self> {
+        let config: ClipConfig = serde_json::from_str(&read(dir, "config.json")?).map_err(|e| {
+            ModelError(format!(
+                "checkpoint '{}': config.json is not a CLIPModel config: {e}",
+                dir.display()
+            ))
+        })?;
+        let preprocessor = Preprocessor::from_json(&read(dir, "preprocessor_config.json")?)
+            .map_err(|e| ModelError(format!("checkpoint '{}': {e}", dir.display())))?;
+        let tokenizer = ClipTokenizer::from_file(
+            &dir.join("tokenizer.json"),
+            config.text_config.max_position_embeddings,
+        )?;
+        let weights = dir.join("model.safetensors");
+        if !weights.is_file() {
+            return Err(ModelError(format!(
+                "checkpoint '{}' has no model.safetensors (convert .bin or open_clip weights first)",
+                dir.display()
+            )));
+        }
+        let vb = mmap_weights(&weights, device)?;
+        let model = Clip::new(config, vb)
+            .map_err(|e| ModelError(format!("checkpoint '{}': {e}", dir.display())))?;
+        Ok(ClipCheckpoint {
+            model,
+            tokenizer,
+            preprocessor,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The input side the vision tower expects.
+    pub fn image_size(&self) -> usize {
+        self.model.config().vision_config.image_size
+    }
+
+    /// Token ids for each text.
+    pub fn tokenize(&self, texts: &[&str]) -> ModelResult<Vec<Vec<u32>>> {
+        texts.iter().map(|t| self.tokenizer.encode(t)).collect()
+    }
+
+    /// L2-normalized text embeddings.
+    pub fn embed_texts(&self, texts: &[&str]) -> ModelResult<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.model.embed_text(&self.tokenize(texts)?)
+    }
+
+    /// Preprocessed pixels (CHW) for encoded image bytes, checked against the model's size.
+    pub fn pixels(&self, bytes: &[u8]) -> Result<Vec<f32>, DecodeError> {
+        self.preprocessor.process_bytes(bytes)
+    }
+
+    /// L2-normalized embeddings of preprocessed images (each CHW, the model's size).
+    pub fn embed_pixels(&self, images: &[Vec<f32>]) -> ModelResult<Vec<Vec<f32>>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let side = self.image_size();
+        let expected = 3 * side * side;
+        if let Some(bad) = images.iter().find(|p| p.len() != expected) {
+            return Err(ModelError(format!(
+                "preprocessing gives {} values per image but the vision tower needs 3x{side}x{side}; \
+                 preprocessor_config.json and config.json disagree",
+                bad.len()
+            )));
+        }
+        let flat: Vec<f32> = images.concat();
+        let pixels = Tensor::from_vec(flat, (images.len(), 3, side, side), self.model.device())?;
+        self.model.embed_images(&pixels)
+    }
+}

@@ -1,0 +1,381 @@
+//! CLIP (Radford et al. 2021) as Hugging Face transformers implements `CLIPModel`
+//! (`transformers/models/clip/modeling_clip.py`): pre-LayerNorm transformer towers, a causal
+//! text tower pooled at the end-of-text token, a ViT pooled at the class token, and linear
+//! projections into a shared space. Tensor names mirror the checkpoint's.
+//!
+//! Inference only for now: LayerNorm and softmax use candle's fused kernels, which do not
+//! propagate gradients (see STACK.md); training needs the composed forms.
+
+use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, Embedding, LayerNorm, Linear, VarBuilder};
+
+use super::ModelResult;
+use super::clip_config::{Activation, ClipConfig, TextConfig, VisionConfig};
+
+fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
+    let weight = vb.get(size, "weight")?;
+    let bias = vb.get(size, "bias")?;
+    Ok(LayerNorm::new(weight, bias, eps))
+}
+
+fn activate(act: Activation, xs: &Tensor) -> candle_core::Result<Tensor> {
+    match act {
+        Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
+        Activation::Gelu => xs.gelu_erf(),
+        Activation::GeluTanh => xs.gelu(),
+    }
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    heads: usize,
+    head_dim: usize,
+    scale: f64,
+}
+
+impl Attention {
+    fn new(width: usize, heads: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        let head_dim = width / heads;
+        Ok(Attention {
+            q_proj: candle_nn::linear(width, width, vb.pp("q_proj"))?,
+            k_proj: candle_nn::linear(width, width, vb.pp("k_proj"))?,
+            v_proj: candle_nn::linear(width, width, vb.pp("v_proj"))?,
+            out_proj: candle_nn::linear(width, width, vb.pp("out_proj"))?,
+            heads,
+            head_dim,
+            scale: (head_dim as f64).powf(-0.5),
+        })
+    }
+
+    /// `xs`: [batch, seq, width]; `mask`: additive [seq, seq] (causal) or none.
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let (b, n, width) = xs.dims3()?;
+        let split = |t: Tensor| -> candle_core::Result<Tensor> {
+            t.reshape((b, n, self.heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = split((self.q_proj.forward(xs)? * self.scale)?)?;
+        let k = split(self.k_proj.forward(xs)?)?;
+        let v = split(self.v_proj.forward(xs)?)?;
+        let mut scores = q.matmul(&k.t()?.contiguous()?)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = weights
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, n, width))?;
+        self.out_proj.forward(&out)
+    }
+}
+
+struct EncoderLayer {
+    self_attn: Attention,
+    layer_norm1: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    layer_norm2: LayerNorm,
+    act: Activation,
+}
+
+impl EncoderLayer {
+    fn new(
+        width: usize,
+        inner: usize,
+        heads: usize,
+        act: Activation,
+        eps: f64,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        Ok(EncoderLayer {
+            self_attn: Attention::new(width, heads, vb.pp("self_attn"))?,
+            layer_norm1: layer_norm(width, eps, vb.pp("layer_norm1"))?,
+            fc1: candle_nn::linear(width, inner, vb.pp("mlp").pp("fc1"))?,
+            fc2: candle_nn::linear(inner, width, vb.pp("mlp").pp("fc2"))?,
+            layer_norm2: layer_norm(width, eps, vb.pp("layer_norm2"))?,
+            act,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let h = self
+            .self_attn
+            .forward(&self.layer_norm1.forward(xs)?, mask)?;
+        let xs = (xs + h)?;
+        let h = self.fc1.forward(&self.layer_norm2.forward(&xs)?)?;
+        let h = self.fc2.forward(&activate(self.act, &h)?)?;
+        xs + h
+    }
+}
+
+struct Encoder {
+    layers: Vec<EncoderLayer>,
+}
+
+impl Encoder {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        width: usize,
+        inner: usize,
+        heads: usize,
+        depth: usize,
+        act: Activation,
+        eps: f64,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        let vb = vb.pp("layers");
+        let layers = (0..depth)
+            .map(|i| EncoderLayer::new(width, inner, heads, act, eps, vb.pp(i)))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Encoder { layers })
+    }
+
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let mut xs = xs.clone();
+        for layer in &self.layers {
+            xs = layer.forward(&xs, mask)?;
+        }
+        Ok(xs)
+    }
+}
+
+/// The text tower (`text_model`).
+struct TextTransformer {
+    token_embedding: Embedding,
+    position_embedding: Tensor,
+    encoder: Encoder,
+    final_layer_norm: LayerNorm,
+    eos_token_id: u32,
+}
+
+impl TextTransformer {
+    fn new(c: &TextConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let emb = vb.pp("embeddings");
+        Ok(TextTransformer {
+            token_embedding: candle_nn::embedding(
+                c.vocab_size,
+                c.hidden_size,
+                emb.pp("token_embedding"),
+            )?,
+            position_embedding: emb
+                .pp("position_embedding")
+                .get((c.max_position_embeddings, c.hidden_size), "weight")?,
+            encoder: Encoder::new(
+                c.hidden_size,
+                c.intermediate_size,
+                c.num_attention_heads,
+                c.num_hidden_layers,
+                c.hidden_act,
+                c.layer_norm_eps,
+                vb.pp("encoder"),
+            )?,
+            final_layer_norm: layer_norm(
+                c.hidden_size,
+                c.layer_norm_eps,
+                vb.pp("final_layer_norm"),
+            )?,
+            eos_token_id: c.eos_token_id,
+        })
+    }
+
+    /// The position each sequence is pooled at, as transformers chooses it: the first
+    /// end-of-text token, or for legacy configs (`eos_token_id == 2`) the largest id.
+    fn pool_position(&self, ids: &[u32]) -> usize {
+        let last = ids.len().saturating_sub(1);
+        if self.eos_token_id == 2 {
+            let mut best = 0;
+            for (i, &id) in ids.iter().enumerate() {
+                if id > ids[best] {
+                    best = i;
+                }
+            }
+            best
+        } else {
+            ids.iter()
+                .position(|&id| id == self.eos_token_id)
+                .unwrap_or(last)
+        }
+    }
+
+    /// Pooled, final-normalized hidden states for token sequences (each ≤ context length).
+    fn forward(&self, sequences: &[Vec<u32>], device: &Device) -> candle_core::Result<Tensor> {
+        let n = sequences.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let b = sequences.len();
+        // Padding goes after each sequence's pooled token; the causal mask keeps it unseen.
+        let mut flat = Vec::with_capacity(b * n);
+        for s in sequences {
+            flat.extend_from_slice(s);
+            flat.extend(std::iter::repeat_n(0u32, n - s.len()));
+        }
+        let ids = Tensor::from_vec(flat, (b, n), device)?;
+        let positions = self.position_embedding.narrow(0, 0, n)?;
+        let xs = self
+            .token_embedding
+            .forward(&ids)?
+            .broadcast_add(&positions)?;
+        let mask = causal_mask(n, device)?;
+        let xs = self.encoder.forward(&xs, Some(&mask))?;
+        let xs = self.final_layer_norm.forward(&xs)?;
+        let rows = sequences
+            .iter()
+            .enumerate()
+            .map(|(i, s)| xs.i((i, self.pool_position(s))))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Tensor::stack(&rows, 0)
+    }
+}
+
+fn causal_mask(n: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let mask: Vec<f32> = (0..n)
+        .flat_map(|i| (0..n).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(mask, (n, n), device)
+}
+
+/// The vision tower (`vision_model`).
+struct VisionTransformer {
+    class_embedding: Tensor,
+    patch_embedding: Conv2d,
+    position_embedding: Tensor,
+    pre_layrnorm: LayerNorm,
+    encoder: Encoder,
+    post_layernorm: LayerNorm,
+}
+
+impl VisionTransformer {
+    fn new(c: &VisionConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let emb = vb.pp("embeddings");
+        let patches = (c.image_size / c.patch_size).pow(2);
+        let conv = Conv2dConfig {
+            stride: c.patch_size,
+            ..Default::default()
+        };
+        Ok(VisionTransformer {
+            class_embedding: emb.get(c.hidden_size, "class_embedding")?,
+            patch_embedding: candle_nn::conv2d_no_bias(
+                c.num_channels,
+                c.hidden_size,
+                c.patch_size,
+                conv,
+                emb.pp("patch_embedding"),
+            )?,
+            position_embedding: emb
+                .pp("position_embedding")
+                .get((patches + 1, c.hidden_size), "weight")?,
+            // "pre_layrnorm" is transformers' spelling.
+            pre_layrnorm: layer_norm(c.hidden_size, c.layer_norm_eps, vb.pp("pre_layrnorm"))?,
+            encoder: Encoder::new(
+                c.hidden_size,
+                c.intermediate_size,
+                c.num_attention_heads,
+                c.num_hidden_layers,
+                c.hidden_act,
+                c.layer_norm_eps,
+                vb.pp("encoder"),
+            )?,
+            post_layernorm: layer_norm(c.hidden_size, c.layer_norm_eps, vb.pp("post_layernorm"))?,
+        })
+    }
+
+    /// `pixels`: [batch, channels, side, side] → pooled, normalized class tokens.
+    fn forward(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
+        let b = pixels.dim(0)?;
+        let patches = self
+            .patch_embedding
+            .forward(pixels)?
+            .flatten_from(2)?
+            .transpose(1, 2)?;
+        let width = self.class_embedding.dim(0)?;
+        let class = self
+            .class_embedding
+            .reshape((1, 1, width))?
+            .broadcast_as((b, 1, width))?;
+        let xs = Tensor::cat(&[&class.contiguous()?, &patches.contiguous()?], 1)?;
+        let xs = xs.broadcast_add(&self.position_embedding)?;
+        let xs = self.pre_layrnorm.forward(&xs)?;
+        let xs = self.encoder.forward(&xs, None)?;
+        self.post_layernorm.forward(&xs.i((.., 0, ..))?)
+    }
+}
+
+/// A CLIP model: both towers and their projections.
+pub struct Clip {
+    text: TextTransformer,
+    vision: VisionTransformer,
+    text_projection: Linear,
+    visual_projection: Linear,
+    config: ClipConfig,
+    device: Device,
+}
+
+fn l2_normalize(xs: &Tensor) -> candle_core::Result<Tensor> {
+    let norm = xs.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+    // An all-zero embedding stays zero instead of becoming NaN.
+    xs.broadcast_div(&norm.maximum(1e-12)?)
+}
+
+impl Clip {
+    /// Builds the model from tensors named as in a transformers `CLIPModel` checkpoint.
+    pub fn new(config: ClipConfig, vb: VarBuilder) -> ModelResult<Self> {
+        let device = vb.device().clone();
+        Ok(Clip {
+            text: TextTransformer::new(&config.text_config, vb.pp("text_model"))?,
+            vision: VisionTransformer::new(&config.vision_config, vb.pp("vision_model"))?,
+            text_projection: candle_nn::linear_no_bias(
+                config.text_config.hidden_size,
+                config.projection_dim,
+                vb.pp("text_projection"),
+            )?,
+            visual_projection: candle_nn::linear_no_bias(
+                config.vision_config.hidden_size,
+                config.projection_dim,
+                vb.pp("visual_projection"),
+            )?,
+            config,
+            device,
+        })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Projected text features (not normalized), [batch, projection_dim], f32.
+    pub fn text_features(&self, sequences: &[Vec<u32>]) -> ModelResult<Tensor> {
+        let pooled = self.text.forward(sequences, &self.device)?;
+        Ok(self
+            .text_projection
+            .forward(&pooled)?
+            .to_dtype(DType::F32)?)
+    }
+
+    /// Projected image features (not normalized), [batch, projection_dim], f32.
+    pub fn image_features(&self, pixels: &Tensor) -> ModelResult<Tensor> {
+        let pooled = self.vision.forward(pixels)?;
+        Ok(self
+            .visual_projection
+            .forward(&pooled)?
+            .to_dtype(DType::F32)?)
+    }
+
+    /// L2-normalized text embeddings, one row per sequence.
+    pub fn embed_text(&self, sequences: &[Vec<u32>]) -> ModelResult<Vec<Vec<f32>>> {
+        Ok(l2_normalize(&self.text_features(sequences)?)?.to_vec2()?)
+    }
+
+    /// L2-normalized image embeddings, one row per image of `pixels` [batch, 3, side, side].
+    pub fn embed_images(&self, pixels: &Tensor) -> ModelResult<Vec<Vec<f32>>> {
+        Ok(l2_normalize(&self.image_features(pixels)?)?.to_vec2()?)
+    }
+}

@@ -1,0 +1,97 @@
+//! Encoded image bytes to 8-bit RGB, as `PIL.Image.open(...).convert("RGB")` gives them:
+//! JPEG (including CMYK), PNG (any color type and depth), WebP, GIF (first frame) and BMP;
+//! alpha is dropped, not composited. Decoding is bounded: a decompression bomb or absurd
+//! header is an error for that image, never an allocation the machine cannot afford.
+
+use std::io::Cursor;
+
+use image::{ImageFormat, ImageReader, Limits, RgbImage};
+
+/// Why bytes did not become an image. The name is what error counts are keyed by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Zero bytes.
+    Empty,
+    /// Not a format we decode.
+    UnknownFormat,
+    /// Dimensions beyond the limits (a decompression bomb or a corrupt header).
+    TooLarge {
+        /// Width in the header.
+        width: u32,
+        /// Height in the header.
+        height: u32,
+    },
+    /// The format was recognized but the data is broken (truncated, corrupt).
+    Corrupt(String),
+}
+
+impl DecodeError {
+    /// A short reason, stable for counting.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Empty => "empty image bytes",
+            DecodeError::UnknownFormat => "not an image",
+            DecodeError::TooLarge { .. } => "image too large",
+            DecodeError::Corrupt(_) => "corrupt image",
+        }
+    }
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::TooLarge { width, height } => {
+                write!(
+                    f,
+                    "image too large: {width}x{height} exceeds {MAX_PIXELS} pixels"
+                )
+            }
+            DecodeError::Corrupt(detail) => write!(f, "corrupt image: {detail}"),
+            other => f.write_str(other.reason()),
+        }
+    }
+}
+
+/// Pillow's `MAX_IMAGE_PIXELS`: larger images are treated as decompression bombs.
+pub const MAX_PIXELS: u64 = 89_478_485;
+/// The decoder's allocation ceiling for one image.
+const MAX_ALLOC: u64 = 512 * 1024 * 1024;
+
+/// Decodes `bytes` to RGB.
+pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let format = image::guess_format(bytes).map_err(|_| DecodeError::UnknownFormat)?;
+    if !matches!(
+        format,
+        ImageFormat::Jpeg
+            | ImageFormat::Png
+            | ImageFormat::WebP
+            | ImageFormat::Gif
+            | ImageFormat::Bmp
+    ) {
+        return Err(DecodeError::UnknownFormat);
+    }
+    let header = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+    let (width, height) = header;
+    if width == 0 || height == 0 {
+        return Err(DecodeError::Corrupt(format!("{width}x{height} image")));
+    }
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(DecodeError::TooLarge { width, height });
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(width);
+    limits.max_image_height = Some(height);
+    limits.max_alloc = Some(MAX_ALLOC);
+    reader.limits(limits);
+    let image = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => DecodeError::TooLarge { width, height },
+        other => DecodeError::Corrupt(other.to_string()),
+    })?;
+    Ok(image.to_rgb8())
+}

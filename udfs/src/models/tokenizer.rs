@@ -1,0 +1,58 @@
+//! Text to token ids with the checkpoint's own `tokenizer.json` (HF `tokenizers`), truncated
+//! to the context length with the end-of-text token kept, as transformers does.
+
+use std::path::Path;
+
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use super::{ModelError, ModelResult};
+
+/// A checkpoint's tokenizer, truncating to `context_length` tokens including specials.
+pub struct ClipTokenizer {
+    inner: Tokenizer,
+    context_length: usize,
+}
+
+/// Longer inputs are cut before tokenizing: 77 CLIP tokens never need more than this many
+/// characters, and a 100k-character alt-text should not cost 100k characters of BPE.
+const MAX_CHARS_PER_TOKEN: usize = 64;
+
+impl ClipTokenizer {
+    /// Loads `tokenizer.json` from `path`.
+    pub fn from_file(path: &Path, context_length: usize) -> ModelResult<Self> {
+        let mut inner = Tokenizer::from_file(path)
+            .map_err(|e| ModelError(format!("cannot load tokenizer '{}': {e}", path.display())))?;
+        inner
+            .with_truncation(Some(TruncationParams {
+                direction: TruncationDirection::Right,
+                max_length: context_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+            }))
+            .map_err(|e| ModelError(format!("tokenizer '{}': {e}", path.display())))?;
+        inner.with_padding(None);
+        Ok(ClipTokenizer {
+            inner,
+            context_length,
+        })
+    }
+
+    /// Token ids of `text`, with start and end tokens, at most the context length.
+    pub fn encode(&self, text: &str) -> ModelResult<Vec<u32>> {
+        let limit = self.context_length * MAX_CHARS_PER_TOKEN;
+        let text = match text.char_indices().nth(limit) {
+            Some((cut, _)) => &text[..cut],
+            None => text,
+        };
+        let encoding = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| ModelError(format!("tokenization failed: {e}")))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The context length sequences are truncated to.
+    pub fn context_length(&self) -> usize {
+        self.context_length
+    }
+}
