@@ -311,16 +311,36 @@ async fn run_sql(args: SqlArgs, status: Status) -> Result<Outcome> {
         if out.broken_pipe() {
             return Ok(Outcome::Success);
         }
-        result.map_err(|e| {
-            if scripts.len() > 1 || origin != "QUERY" {
-                e.context(origin.clone())
-            } else {
-                e
-            }
-        })?;
+        if let Err(e) = result {
+            report_row_errors(&ctx, status);
+            let many = scripts.len() > 1 || origin != "QUERY";
+            return Err(if many { e.context(origin.clone()) } else { e });
+        }
     }
     out.finish()?;
+    report_row_errors(&ctx, status);
     Ok(Outcome::Success)
+}
+
+/// Prints, on stderr, the rows model functions could not compute, by function and reason.
+pub fn report_row_errors(ctx: &datafusion::prelude::SessionContext, status: Status) {
+    let summary = hqflow_udfs::row_errors(ctx);
+    if summary.is_empty() {
+        return;
+    }
+    let total: u64 = summary.iter().map(|s| s.count).sum();
+    status.line(&format!("{total} row(s) got NULL from a model function:"));
+    for s in summary {
+        let sample = s
+            .samples
+            .first()
+            .map(|d| format!(" (e.g. {d})"))
+            .unwrap_or_default();
+        status.line(&format!(
+            "  {}: {} x {}{sample}",
+            s.function, s.count, s.reason
+        ));
+    }
 }
 
 async fn schema_check(table: &TableSpec, schema: &str, status: Status) -> Result<Outcome> {

@@ -94,5 +94,6 @@ pub async fn run(ctx: &SessionContext, format: Format, status: Status) -> Result
     if let Some(path) = &history {
         let _ = editor.save_history(path);
     }
+    crate::cli::report_row_errors(ctx, status);
     Ok(())
 }

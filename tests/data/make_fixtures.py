@@ -8,9 +8,14 @@ Run once and commit the output (tests do not need Python):
 - no_img.parquet: a pool without its `img` column (fails the pool contract).
 - conflict/a.parquet, conflict/b.parquet: the same column `score` as int64 and as string.
 - nested.parquet: list, struct and fixed-size-list columns for output formats.
+- clip_pool.parquet: the CLIP conformance images (clip/images) with captions, plus bad rows:
+  bytes that are not an image, a truncated JPEG, zero bytes, a PNG header claiming
+  30000x30000 pixels, NULL image, NULL text, a 100k-character caption.
 """
 import hashlib
 import os
+import struct
+import zlib
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -42,7 +47,45 @@ def pool_table():
     )
 
 
+def png_bomb_header():
+    """A well-formed PNG whose header claims 30000x30000 RGB pixels, with one tiny IDAT."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def clip_pool():
+    image_dir = os.path.join(HERE, "clip", "images")
+    names = sorted(os.listdir(image_dir))
+    rows = []
+    for i, name in enumerate(names):
+        with open(os.path.join(image_dir, name), "rb") as f:
+            rows.append((f"good-{i}", f"a picture stored as {name}", f.read(), "good"))
+    with open(os.path.join(image_dir, "landscape.jpg"), "rb") as f:
+        jpeg = f.read()
+    rows += [
+        ("bad-text-bytes", "not an image", b"hello, I am not an image", "not an image"),
+        ("bad-truncated", "truncated jpeg", jpeg[: len(jpeg) // 3], "corrupt image"),
+        ("bad-empty", "zero bytes", b"", "empty image bytes"),
+        ("bad-bomb", "decompression bomb", png_bomb_header(), "image too large"),
+        ("null-img", "no image at all", None, "null"),
+        ("null-txt", None, jpeg, "null"),
+        ("long-txt", "word " * 20000, jpeg, "good"),
+    ]
+    table = pa.table(
+        {
+            "uid": pa.array([r[0] for r in rows], pa.string()),
+            "txt": pa.array([r[1] for r in rows], pa.string()),
+            "img": pa.array([r[2] for r in rows], pa.binary()),
+            "expect": pa.array([r[3] for r in rows], pa.string()),
+        }
+    )
+    pq.write_table(table, os.path.join(HERE, "clip_pool.parquet"))
+
+
 def main():
+    clip_pool()
     pq.write_table(pool_table(), os.path.join(HERE, "pyarrow_pool.parquet"), row_group_size=25)
     pq.write_table(pool_table().drop(["img"]).slice(0, 10), os.path.join(HERE, "no_img.parquet"))
     os.makedirs(os.path.join(HERE, "conflict"), exist_ok=True)

@@ -478,3 +478,41 @@ fn demo_walks_through_the_pool() {
     };
     assert_eq!(digest("demo/pool"), digest("demo2/pool"));
 }
+
+#[test]
+fn model_errors_are_counted_and_reported_at_the_end() {
+    let pool = format!("p={}", fixture("clip_pool.parquet"));
+    let run = hqflow(&[
+        "sql",
+        "-t",
+        &pool,
+        "-m",
+        "tiny=tests/data/clip/tiny-quickgelu",
+        "SELECT count(*) AS n, count(dfn_score(img, txt, 'tiny')) AS scored FROM p",
+    ]);
+    assert_eq!(run.ok(), "n,scored\n16,10\n");
+    for line in [
+        "4 row(s) got NULL from a model function:",
+        "dfn_score: 1 x corrupt image (e.g. corrupt image: truncated JPEG",
+        "dfn_score: 1 x empty image bytes",
+        "dfn_score: 1 x image too large (e.g. image too large: 30000x30000",
+        "dfn_score: 1 x not an image",
+    ] {
+        assert!(
+            run.stderr.contains(line),
+            "stderr lacks {line:?}:\n{}",
+            run.stderr
+        );
+    }
+    let strict = hqflow(&[
+        "sql",
+        "-t",
+        &pool,
+        "-m",
+        "tiny=tests/data/clip/tiny-quickgelu",
+        "-s",
+        "hqflow.on_error=fail",
+        "SELECT dfn_score(img, txt, 'tiny') FROM p",
+    ]);
+    strict.fails_with(1, &["dfn_score: row", "hqflow.on_error = 'fail'"]);
+}

@@ -7,10 +7,12 @@
 //! How to add a setting: add a field to [`HqflowOptions`], parse it in `set`, list it in
 //! `entries`, and document it in the table on [`HqflowOptions`].
 
+pub mod errors;
 pub mod functions;
 pub mod models;
 mod options;
 
+pub use errors::{RowErrorSummary, RowErrors};
 pub use options::{HqflowOptions, ModelLocation, OnError, check_model_name};
 
 use datafusion::common::Result;
@@ -19,7 +21,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 /// Registers every hqflow SQL function with `ctx`. Built-in names are never shadowed.
 pub fn register_all(ctx: &SessionContext) -> Result<()> {
-    for udf in functions::all() {
+    let options = session_options(ctx);
+    for udf in functions::all(&options) {
         if ctx.udf(udf.name()).is_ok() {
             return datafusion::common::internal_err!(
                 "hqflow function '{}' would shadow a built-in",
@@ -35,4 +38,20 @@ pub fn register_all(ctx: &SessionContext) -> Result<()> {
 /// `SET hqflow.model.NAME = 'DIR'` and friends are accepted and visible in `SHOW ALL`.
 pub fn with_hqflow_options(config: SessionConfig) -> SessionConfig {
     config.with_option_extension(HqflowOptions::default())
+}
+
+/// The session's `hqflow.*` options (defaults when the namespace was not added).
+pub fn session_options(ctx: &SessionContext) -> HqflowOptions {
+    ctx.state()
+        .config()
+        .options()
+        .extensions
+        .get::<HqflowOptions>()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Per-row model errors of this session so far.
+pub fn row_errors(ctx: &SessionContext) -> Vec<RowErrorSummary> {
+    session_options(ctx).errors.summary()
 }

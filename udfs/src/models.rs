@@ -11,6 +11,7 @@ pub mod clip;
 pub mod clip_config;
 pub mod image_decode;
 pub mod preprocess;
+pub mod registry;
 pub mod resize;
 pub mod tokenizer;
 

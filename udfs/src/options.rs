@@ -4,6 +4,7 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
 use datafusion::common::{DataFusionError, Result};
@@ -83,7 +84,8 @@ impl ModelLocation {
 /// | `hqflow.clip_model` | the model `clip_embed`/`clip_embed_text` use without a model argument |
 /// | `hqflow.refine_backend` | the backend `lvlm_refine` uses without a backend argument |
 /// | `hqflow.on_error` | `null` (default: NULL plus a counted error) or `fail` |
-#[derive(Debug, Clone, Default)]
+/// | `hqflow.model_batch` | rows per forward pass of a model (default 32) |
+#[derive(Debug, Clone)]
 pub struct HqflowOptions {
     /// Registered models by name.
     pub models: BTreeMap<String, ModelLocation>,
@@ -95,6 +97,24 @@ pub struct HqflowOptions {
     pub refine_backend: Option<String>,
     /// Per-row error policy.
     pub on_error: OnError,
+    /// Rows per forward pass.
+    pub model_batch: usize,
+    /// The session's per-row error tally (shared by clones of these options).
+    pub errors: Arc<crate::errors::RowErrors>,
+}
+
+impl Default for HqflowOptions {
+    fn default() -> Self {
+        HqflowOptions {
+            models: BTreeMap::new(),
+            dfn_model: None,
+            clip_model: None,
+            refine_backend: None,
+            on_error: OnError::Null,
+            model_batch: 32,
+            errors: Arc::default(),
+        }
+    }
 }
 
 impl ConfigExtension for HqflowOptions {
@@ -130,6 +150,19 @@ fn optional_name(value: &str) -> Result<Option<String>> {
 }
 
 impl HqflowOptions {
+    /// What the model functions depend on, for telling configurations apart.
+    pub fn model_fingerprint(&self) -> String {
+        format!(
+            "{:?}|{:?}|{:?}|{:?}|{}|{}",
+            self.models,
+            self.dfn_model,
+            self.clip_model,
+            self.refine_backend,
+            self.on_error,
+            self.model_batch
+        )
+    }
+
     /// The registered location of model `name`, or an error that lists what is registered.
     pub fn model(&self, name: &str) -> Result<&ModelLocation> {
         self.models.get(name).ok_or_else(|| {
@@ -176,6 +209,16 @@ impl ExtensionOptions for HqflowOptions {
             "dfn_model" => self.dfn_model = optional_name(value)?,
             "clip_model" => self.clip_model = optional_name(value)?,
             "refine_backend" => self.refine_backend = optional_name(value)?,
+            "model_batch" => {
+                self.model_batch = match value.trim().parse::<usize>() {
+                    Ok(n) if (1..=4096).contains(&n) => n,
+                    _ => {
+                        return Err(config_err(format!(
+                            "hqflow.model_batch must be an integer from 1 to 4096, not '{value}'"
+                        )));
+                    }
+                }
+            }
             "on_error" => {
                 self.on_error = match value.trim().to_ascii_lowercase().as_str() {
                     "null" => OnError::Null,
@@ -190,7 +233,7 @@ impl ExtensionOptions for HqflowOptions {
             _ => {
                 return Err(config_err(format!(
                     "unknown setting 'hqflow.{key}' (known: hqflow.model.NAME, hqflow.dfn_model, \
-                     hqflow.clip_model, hqflow.refine_backend, hqflow.on_error)"
+                     hqflow.clip_model, hqflow.refine_backend, hqflow.on_error, hqflow.model_batch)"
                 )));
             }
         }
@@ -218,6 +261,11 @@ impl ExtensionOptions for HqflowOptions {
                 key: "hqflow.on_error".into(),
                 value: Some(self.on_error.to_string()),
                 description: "Per-row model errors: 'null' (NULL plus a counted error) or 'fail'",
+            },
+            ConfigEntry {
+                key: "hqflow.model_batch".into(),
+                value: Some(self.model_batch.to_string()),
+                description: "Rows per forward pass of a model",
             },
         ];
         entries.extend(self.models.iter().map(|(name, location)| ConfigEntry {

@@ -73,6 +73,13 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     ) {
         return Err(DecodeError::UnknownFormat);
     }
+    if format == ImageFormat::Jpeg && !has_jpeg_end(bytes) {
+        // The decoder would fill the missing part with gray and succeed; Pillow refuses
+        // ("image file is truncated"), and a half-gray image is not the pair's image.
+        return Err(DecodeError::Corrupt(
+            "truncated JPEG (no end-of-image marker)".into(),
+        ));
+    }
     let header = ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
         .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
@@ -94,4 +101,11 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
         other => DecodeError::Corrupt(other.to_string()),
     })?;
     Ok(image.to_rgb8())
+}
+
+/// Whether a JPEG stream ends: an end-of-image marker (FF D9) near the end of the bytes
+/// (writers may append a little trailing data after it).
+fn has_jpeg_end(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(64 * 1024)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }

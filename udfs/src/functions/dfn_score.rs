@@ -1,0 +1,141 @@
+//! `dfn_score(img, txt [, model])`: how well a caption fits its image, as a Data Filtering
+//! Network scores it.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::array::Float32Array;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::{Result, ScalarValue, internal_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TypeSignature, Volatility,
+};
+
+use super::clip_common::{
+    DefaultModel, arrays, binary_rows, embed_image_rows, embed_text_rows, expect_binary,
+    expect_text, model_argument, model_for, model_name_at, options_of, text_rows,
+};
+use crate::options::HqflowOptions;
+
+/// `dfn_score(img, txt [, model])` → Float32: the cosine similarity of the L2-normalized
+/// image and text embeddings under a CLIP model (no logit scale), the score DFN filters on.
+///
+/// - `img`: encoded image bytes; `txt`: the caption.
+/// - `model`: a registered model name (constant); default `hqflow.dfn_model`.
+///
+/// NULL when `img` or `txt` is NULL, or the image cannot be decoded (counted and reported at
+/// the end of the run; `SET hqflow.on_error = 'fail'` makes it fatal). Scores are comparable
+/// within one model only: choose a cut as a fraction of the pool, not a fixed number.
+///
+/// ```sql
+/// SELECT uid, dfn_score(img, txt, 'dfn') AS s FROM pool ORDER BY s DESC;
+/// ```
+#[derive(Debug)]
+pub struct DfnScore {
+    signature: Signature,
+    options: HqflowOptions,
+}
+
+impl DfnScore {
+    /// The function for a session with `options`.
+    pub fn new(options: HqflowOptions) -> Self {
+        DfnScore {
+            signature: Signature::one_of(
+                vec![TypeSignature::Any(2), TypeSignature::Any(3)],
+                Volatility::Immutable,
+            ),
+            options,
+        }
+    }
+}
+
+impl PartialEq for DfnScore {
+    fn eq(&self, other: &Self) -> bool {
+        self.options.model_fingerprint() == other.options.model_fingerprint()
+    }
+}
+
+impl Eq for DfnScore {}
+
+impl Hash for DfnScore {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.options.model_fingerprint().hash(state);
+    }
+}
+
+const NAME: &str = "dfn_score";
+
+impl ScalarUDFImpl for DfnScore {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        internal_err!("dfn_score's type comes from return_field_from_args")
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        expect_binary(NAME, 1, "img", &args.arg_fields[0])?;
+        expect_text(NAME, 2, "txt", &args.arg_fields[1])?;
+        let explicit = match args.arg_fields.len() {
+            3 => model_argument(NAME, 3, args.scalar_arguments[2])?,
+            _ => None,
+        };
+        model_for(NAME, &self.options, explicit.as_deref(), DefaultModel::Dfn)?;
+        Ok(Field::new(NAME, DataType::Float32, true).into())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let options = options_of(&args.config_options);
+        let model = model_for(
+            NAME,
+            &self.options,
+            model_name_at(&args.args, 2).as_deref(),
+            DefaultModel::Dfn,
+        )?;
+        let scalar = args.args[..2]
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = if scalar { 1 } else { args.number_rows };
+        let columns = arrays(&args.args[..2], rows)?;
+        let images = binary_rows(&columns[0])?;
+        let texts = text_rows(&columns[1])?;
+        // Only rows with both inputs are worth a forward pass.
+        let images: Vec<Option<&[u8]>> = images
+            .iter()
+            .zip(&texts)
+            .map(|(i, t)| if t.is_some() { *i } else { None })
+            .collect();
+        let image_embeddings = embed_image_rows(NAME, &model, &options, &images)?;
+        let texts: Vec<Option<&str>> = texts
+            .iter()
+            .zip(&image_embeddings)
+            .map(|(t, e)| if e.is_some() { *t } else { None })
+            .collect();
+        let text_embeddings = embed_text_rows(NAME, &model, &options, &texts)?;
+        let scores: Float32Array = image_embeddings
+            .iter()
+            .zip(&text_embeddings)
+            .map(|(i, t)| match (i, t) {
+                (Some(i), Some(t)) => Some(i.iter().zip(t).map(|(a, b)| a * b).sum::<f32>()),
+                _ => None,
+            })
+            .collect();
+        if scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &scores, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(Arc::new(scores)))
+    }
+
+    fn with_updated_config(&self, config: &ConfigOptions) -> Option<ScalarUDF> {
+        Some(ScalarUDF::new_from_impl(DfnScore::new(options_of(config))))
+    }
+}
