@@ -3,12 +3,10 @@
 mod byte_length;
 mod clip_common;
 mod clip_embed;
-mod clip_embed_text;
 mod dfn_score;
 
 pub use byte_length::ByteLength;
-pub use clip_embed::ClipEmbed;
-pub use clip_embed_text::ClipEmbedText;
+pub use clip_embed::{ClipEmbed, Tower};
 pub use dfn_score::DfnScore;
 
 use datafusion::logical_expr::ScalarUDF;
@@ -19,8 +17,8 @@ use crate::options::HqflowOptions;
 pub fn all(options: &HqflowOptions) -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::new_from_impl(ByteLength::default()),
-        ScalarUDF::new_from_impl(ClipEmbed::new(options.clone())),
-        ScalarUDF::new_from_impl(ClipEmbedText::new(options.clone())),
+        ScalarUDF::new_from_impl(ClipEmbed::new(Tower::Image, options.clone())),
+        ScalarUDF::new_from_impl(ClipEmbed::new(Tower::Text, options.clone())),
         ScalarUDF::new_from_impl(DfnScore::new(options.clone())),
     ]
 }

@@ -40,6 +40,25 @@ pub fn options_of(config: &ConfigOptions) -> HqflowOptions {
         .unwrap_or_default()
 }
 
+/// The session options a model function was built with. Two functions are the same when
+/// they would resolve the same models, which is what DataFusion's `Eq`/`Hash` ask.
+#[derive(Debug, Clone)]
+pub struct BoundOptions(pub HqflowOptions);
+
+impl PartialEq for BoundOptions {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.model_fingerprint() == other.0.model_fingerprint()
+    }
+}
+
+impl Eq for BoundOptions {}
+
+impl std::hash::Hash for BoundOptions {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.model_fingerprint().hash(state);
+    }
+}
+
 /// Resolves and loads the model a call uses: the explicit name, else the session default.
 pub fn model_for(
     function: &str,

@@ -1,6 +1,6 @@
-//! `clip_embed(img [, model])`: the L2-normalized CLIP embedding of an image.
-
-use std::hash::{Hash, Hasher};
+//! `clip_embed(img [, model])` and `clip_embed_text(txt [, model])`: L2-normalized CLIP
+//! embeddings of images and of texts. One implementation, two SQL names: they differ only
+//! in which tower the input goes through.
 
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::config::ConfigOptions;
@@ -11,61 +11,65 @@ use datafusion::logical_expr::{
 };
 
 use super::clip_common::{
-    DefaultModel, arrays, binary_rows, embed_image_rows, embedding_array, embedding_type,
-    expect_binary, model_argument, model_for, model_name_at, options_of,
+    BoundOptions, DefaultModel, arrays, binary_rows, embed_image_rows, embed_text_rows,
+    embedding_array, embedding_type, expect_binary, expect_text, model_argument, model_for,
+    model_name_at, options_of, text_rows,
 };
 use crate::options::HqflowOptions;
 
-/// `clip_embed(img [, model])` → FixedSizeList<Float32, D>: the image's embedding under a
-/// CLIP model, L2-normalized (D is the model's projection width).
-///
-/// - `img`: encoded image bytes (JPEG, PNG, WebP, GIF, BMP).
-/// - `model`: a registered model name (constant); default `hqflow.clip_model`.
-///
-/// NULL when `img` is NULL or cannot be decoded (the error is counted and reported at the end
-/// of the run; `SET hqflow.on_error = 'fail'` makes it fatal).
-///
-/// ```sql
-/// SELECT uid, clip_embed(img, 'dfn') AS e FROM pool;
-/// ```
-#[derive(Debug)]
+/// Which tower a CLIP embedding function feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tower {
+    /// `clip_embed(img [, model])` → FixedSizeList<Float32, D>: the image's embedding,
+    /// L2-normalized (D is the model's projection width). `img` is encoded image bytes (JPEG,
+    /// PNG, WebP, GIF, BMP). NULL when `img` is NULL or cannot be decoded (counted and reported
+    /// at the end of the run; `SET hqflow.on_error = 'fail'` makes it fatal).
+    ///
+    /// ```sql
+    /// SELECT uid, clip_embed(img, 'dfn') AS e FROM pool;
+    /// ```
+    Image,
+    /// `clip_embed_text(txt [, model])` → FixedSizeList<Float32, D>: the text's embedding,
+    /// L2-normalized; the text is truncated to the model's context (77 tokens for CLIP) with
+    /// its end token kept. NULL when `txt` is NULL. A constant text is computed once, at
+    /// planning.
+    ///
+    /// ```sql
+    /// SELECT uid FROM pool
+    /// ORDER BY array_distance(clip_embed(img, 'dfn'), clip_embed_text('a red circle', 'dfn')) LIMIT 10;
+    /// ```
+    Text,
+}
+
+/// `clip_embed` or `clip_embed_text`; `model` is a registered model name (constant),
+/// default `hqflow.clip_model`.
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ClipEmbed {
+    tower: Tower,
     signature: Signature,
-    options: HqflowOptions,
+    options: BoundOptions,
 }
 
 impl ClipEmbed {
-    /// The function for a session with `options`.
-    pub fn new(options: HqflowOptions) -> Self {
+    /// The function for `tower` in a session with `options`.
+    pub fn new(tower: Tower, options: HqflowOptions) -> Self {
         ClipEmbed {
+            tower,
             signature: Signature::one_of(
                 vec![TypeSignature::Any(1), TypeSignature::Any(2)],
                 Volatility::Immutable,
             ),
-            options,
+            options: BoundOptions(options),
         }
     }
 }
 
-impl PartialEq for ClipEmbed {
-    fn eq(&self, other: &Self) -> bool {
-        self.options.model_fingerprint() == other.options.model_fingerprint()
-    }
-}
-
-impl Eq for ClipEmbed {}
-
-impl Hash for ClipEmbed {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.options.model_fingerprint().hash(state);
-    }
-}
-
-const NAME: &str = "clip_embed";
-
 impl ScalarUDFImpl for ClipEmbed {
     fn name(&self) -> &str {
-        NAME
+        match self.tower {
+            Tower::Image => "clip_embed",
+            Tower::Text => "clip_embed_text",
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -73,25 +77,35 @@ impl ScalarUDFImpl for ClipEmbed {
     }
 
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        internal_err!("clip_embed's type comes from return_field_from_args")
+        internal_err!("{}'s type comes from return_field_from_args", self.name())
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        expect_binary(NAME, 1, "img", &args.arg_fields[0])?;
+        let name = self.name();
+        match self.tower {
+            Tower::Image => expect_binary(name, 1, "img", &args.arg_fields[0])?,
+            Tower::Text => expect_text(name, 1, "txt", &args.arg_fields[0])?,
+        }
         let explicit = match args.arg_fields.len() {
-            2 => model_argument(NAME, 2, args.scalar_arguments[1])?,
+            2 => model_argument(name, 2, args.scalar_arguments[1])?,
             _ => None,
         };
-        let model = model_for(NAME, &self.options, explicit.as_deref(), DefaultModel::Clip)?;
+        let model = model_for(
+            name,
+            &self.options.0,
+            explicit.as_deref(),
+            DefaultModel::Clip,
+        )?;
         let dim = model.model.config().projection_dim;
-        Ok(Field::new(NAME, embedding_type(dim), true).into())
+        Ok(Field::new(name, embedding_type(dim), true).into())
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let name = self.name();
         let options = options_of(&args.config_options);
         let model = model_for(
-            NAME,
-            &self.options,
+            name,
+            &self.options.0,
             model_name_at(&args.args, 1).as_deref(),
             DefaultModel::Clip,
         )?;
@@ -99,8 +113,10 @@ impl ScalarUDFImpl for ClipEmbed {
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let rows = if scalar { 1 } else { args.number_rows };
         let columns = arrays(&args.args[..1], rows)?;
-        let images = binary_rows(&columns[0])?;
-        let embeddings = embed_image_rows(NAME, &model, &options, &images)?;
+        let embeddings = match self.tower {
+            Tower::Image => embed_image_rows(name, &model, &options, &binary_rows(&columns[0])?)?,
+            Tower::Text => embed_text_rows(name, &model, &options, &text_rows(&columns[0])?)?,
+        };
         let array = embedding_array(embeddings, dim)?;
         if scalar {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
@@ -111,6 +127,9 @@ impl ScalarUDFImpl for ClipEmbed {
     }
 
     fn with_updated_config(&self, config: &ConfigOptions) -> Option<ScalarUDF> {
-        Some(ScalarUDF::new_from_impl(ClipEmbed::new(options_of(config))))
+        Some(ScalarUDF::new_from_impl(ClipEmbed::new(
+            self.tower,
+            options_of(config),
+        )))
     }
 }

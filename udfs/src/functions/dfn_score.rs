@@ -1,7 +1,6 @@
 //! `dfn_score(img, txt [, model])`: how well a caption fits its image, as a Data Filtering
 //! Network scores it.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::array::Float32Array;
@@ -14,8 +13,8 @@ use datafusion::logical_expr::{
 };
 
 use super::clip_common::{
-    DefaultModel, arrays, binary_rows, embed_image_rows, embed_text_rows, expect_binary,
-    expect_text, model_argument, model_for, model_name_at, options_of, text_rows,
+    BoundOptions, DefaultModel, arrays, binary_rows, embed_image_rows, embed_text_rows,
+    expect_binary, expect_text, model_argument, model_for, model_name_at, options_of, text_rows,
 };
 use crate::options::HqflowOptions;
 
@@ -32,10 +31,10 @@ use crate::options::HqflowOptions;
 /// ```sql
 /// SELECT uid, dfn_score(img, txt, 'dfn') AS s FROM pool ORDER BY s DESC;
 /// ```
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct DfnScore {
     signature: Signature,
-    options: HqflowOptions,
+    options: BoundOptions,
 }
 
 impl DfnScore {
@@ -46,22 +45,8 @@ impl DfnScore {
                 vec![TypeSignature::Any(2), TypeSignature::Any(3)],
                 Volatility::Immutable,
             ),
-            options,
+            options: BoundOptions(options),
         }
-    }
-}
-
-impl PartialEq for DfnScore {
-    fn eq(&self, other: &Self) -> bool {
-        self.options.model_fingerprint() == other.options.model_fingerprint()
-    }
-}
-
-impl Eq for DfnScore {}
-
-impl Hash for DfnScore {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.options.model_fingerprint().hash(state);
     }
 }
 
@@ -87,7 +72,12 @@ impl ScalarUDFImpl for DfnScore {
             3 => model_argument(NAME, 3, args.scalar_arguments[2])?,
             _ => None,
         };
-        model_for(NAME, &self.options, explicit.as_deref(), DefaultModel::Dfn)?;
+        model_for(
+            NAME,
+            &self.options.0,
+            explicit.as_deref(),
+            DefaultModel::Dfn,
+        )?;
         Ok(Field::new(NAME, DataType::Float32, true).into())
     }
 
@@ -95,7 +85,7 @@ impl ScalarUDFImpl for DfnScore {
         let options = options_of(&args.config_options);
         let model = model_for(
             NAME,
-            &self.options,
+            &self.options.0,
             model_name_at(&args.args, 2).as_deref(),
             DefaultModel::Dfn,
         )?;

@@ -83,15 +83,53 @@ struct EncoderLayer {
     act: Activation,
 }
 
+/// The shape of a transformer tower, common to the text and vision configs.
+#[derive(Debug, Clone, Copy)]
+struct TowerShape {
+    width: usize,
+    inner: usize,
+    heads: usize,
+    depth: usize,
+    act: Activation,
+    eps: f64,
+}
+
+impl From<&TextConfig> for TowerShape {
+    fn from(c: &TextConfig) -> Self {
+        TowerShape {
+            width: c.hidden_size,
+            inner: c.intermediate_size,
+            heads: c.num_attention_heads,
+            depth: c.num_hidden_layers,
+            act: c.hidden_act,
+            eps: c.layer_norm_eps,
+        }
+    }
+}
+
+impl From<&VisionConfig> for TowerShape {
+    fn from(c: &VisionConfig) -> Self {
+        TowerShape {
+            width: c.hidden_size,
+            inner: c.intermediate_size,
+            heads: c.num_attention_heads,
+            depth: c.num_hidden_layers,
+            act: c.hidden_act,
+            eps: c.layer_norm_eps,
+        }
+    }
+}
+
 impl EncoderLayer {
-    fn new(
-        width: usize,
-        inner: usize,
-        heads: usize,
-        act: Activation,
-        eps: f64,
-        vb: VarBuilder,
-    ) -> candle_core::Result<Self> {
+    fn new(shape: TowerShape, vb: VarBuilder) -> candle_core::Result<Self> {
+        let TowerShape {
+            width,
+            inner,
+            heads,
+            act,
+            eps,
+            ..
+        } = shape;
         Ok(EncoderLayer {
             self_attn: Attention::new(width, heads, vb.pp("self_attn"))?,
             layer_norm1: layer_norm(width, eps, vb.pp("layer_norm1"))?,
@@ -118,19 +156,10 @@ struct Encoder {
 }
 
 impl Encoder {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        width: usize,
-        inner: usize,
-        heads: usize,
-        depth: usize,
-        act: Activation,
-        eps: f64,
-        vb: VarBuilder,
-    ) -> candle_core::Result<Self> {
+    fn new(shape: TowerShape, vb: VarBuilder) -> candle_core::Result<Self> {
         let vb = vb.pp("layers");
-        let layers = (0..depth)
-            .map(|i| EncoderLayer::new(width, inner, heads, act, eps, vb.pp(i)))
+        let layers = (0..shape.depth)
+            .map(|i| EncoderLayer::new(shape, vb.pp(i)))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Encoder { layers })
     }
@@ -165,15 +194,7 @@ impl TextTransformer {
             position_embedding: emb
                 .pp("position_embedding")
                 .get((c.max_position_embeddings, c.hidden_size), "weight")?,
-            encoder: Encoder::new(
-                c.hidden_size,
-                c.intermediate_size,
-                c.num_attention_heads,
-                c.num_hidden_layers,
-                c.hidden_act,
-                c.layer_norm_eps,
-                vb.pp("encoder"),
-            )?,
+            encoder: Encoder::new(TowerShape::from(c), vb.pp("encoder"))?,
             final_layer_norm: layer_norm(
                 c.hidden_size,
                 c.layer_norm_eps,
@@ -269,15 +290,7 @@ impl VisionTransformer {
                 .get((patches + 1, c.hidden_size), "weight")?,
             // "pre_layrnorm" is transformers' spelling.
             pre_layrnorm: layer_norm(c.hidden_size, c.layer_norm_eps, vb.pp("pre_layrnorm"))?,
-            encoder: Encoder::new(
-                c.hidden_size,
-                c.intermediate_size,
-                c.num_attention_heads,
-                c.num_hidden_layers,
-                c.hidden_act,
-                c.layer_norm_eps,
-                vb.pp("encoder"),
-            )?,
+            encoder: Encoder::new(TowerShape::from(c), vb.pp("encoder"))?,
             post_layernorm: layer_norm(c.hidden_size, c.layer_norm_eps, vb.pp("post_layernorm"))?,
         })
     }

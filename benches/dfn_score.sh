@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# dfn_score end to end, hqflow against PyTorch transformers + PIL: same ViT-B/32-shaped
+# checkpoint, same Parquet table of JPEGs, same thread count, alternating runs (A B A B …),
+# whole processes timed (start-up and model loading included on both sides).
+#
+#   benches/dfn_score.sh [DATA_DIR]
+#
+# Env: PYTHON (a Python with torch, transformers, open_clip_torch, pillow, pyarrow),
+# THREADS (default: all cores), ROWS (default 2000), REPEAT (default 3).
+# Prints one JSON line per run and a summary line with medians and the ratio; the score sums
+# of both sides must agree, or the comparison is void.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA="${1:-${TMPDIR:-/tmp}/hqflow-bench-data}"
+PYTHON="${PYTHON:-python3}"
+THREADS="${THREADS:-$(nproc)}"
+ROWS="${ROWS:-2000}"
+REPEAT="${REPEAT:-3}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hqflow/target}"
+
+if ! "$PYTHON" -c "import torch, transformers, open_clip, PIL, pyarrow" 2>/dev/null; then
+  echo "benches/dfn_score.sh: skipped: $PYTHON lacks torch/transformers/open_clip_torch/pillow/pyarrow (set PYTHON)" >&2
+  exit 0
+fi
+[ -f "$DATA/pool.parquet" ] || "$PYTHON" benches/make_bench_data.py "$DATA" --rows "$ROWS"
+cargo build --release --locked --bin hqflow >&2
+HQFLOW="$CARGO_TARGET_DIR/release/hqflow"
+
+run_hqflow() {
+  local start end out
+  start=$(date +%s.%N)
+  out=$(RAYON_NUM_THREADS="$THREADS" "$HQFLOW" sql -q -t "pool=$DATA/pool.parquet" -m "dfn=$DATA/clip-b32" \
+    -s "datafusion.execution.target_partitions=$THREADS" --format ndjson \
+    "SELECT count(*) AS rows, sum(dfn_score(img, txt, 'dfn')) AS score_sum FROM pool")
+  end=$(date +%s.%N)
+  "$PYTHON" -c "import json,sys; r=json.loads(sys.argv[1]); s=float(sys.argv[2]); print(json.dumps({'impl':'hqflow','rows':r['rows'],'seconds':s,'pairs_per_s':r['rows']/s,'score_sum':r['score_sum']}))" "$out" "$(echo "$end - $start" | bc)"
+}
+
+results=$(mktemp)
+for _ in $(seq "$REPEAT"); do
+  run_hqflow | tee -a "$results"
+  "$PYTHON" benches/dfn_score_torch.py "$DATA" --threads "$THREADS" | tee -a "$results"
+done
+"$PYTHON" - "$results" "$THREADS" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+by = {k: [r for r in runs if r["impl"] == k] for k in ("hqflow", "pytorch")}
+med = {k: statistics.median(r["pairs_per_s"] for r in v) for k, v in by.items()}
+sums = {k: v[0]["score_sum"] for k, v in by.items()}
+agree = abs(sums["hqflow"] - sums["pytorch"]) <= 1e-3 * max(1.0, abs(sums["pytorch"]))
+print(json.dumps({"benchmark": "dfn_score end to end", "threads": int(sys.argv[2]), "rows": by["hqflow"][0]["rows"],
+                  "hqflow_pairs_per_s": round(med["hqflow"], 2), "pytorch_pairs_per_s": round(med["pytorch"], 2),
+                  "ratio": round(med["hqflow"] / med["pytorch"], 3), "score_sums_agree": agree, "score_sums": sums}))
+PY
+rm -f "$results"
