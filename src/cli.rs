@@ -36,6 +36,9 @@ pub enum Command {
     Schema(SchemaCommand),
     /// Generate a small pool and walk through hqflow's SQL on it.
     Demo(crate::demo::DemoArgs),
+    /// Measure model throughput (run a release build).
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
 }
 
 fn parse_table(s: &str) -> std::result::Result<TableSpec, String> {
@@ -242,6 +245,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             schema_check(&table, &schema, status).await
         }
         Command::Demo(args) => crate::demo::run(&args, status).await,
+        Command::Bench(command) => crate::bench::run(&command, status),
     }
 }
 

@@ -13,8 +13,10 @@ pub mod image_decode;
 pub mod preprocess;
 pub mod registry;
 pub mod resize;
+pub mod throughput;
 pub mod tokenizer;
 
+pub use candle_core::Device;
 pub use checkpoint::ClipCheckpoint;
 
 /// An error while loading or running a model, with what it concerns.

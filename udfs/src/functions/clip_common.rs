@@ -202,6 +202,18 @@ fn preprocess_all(
     })
 }
 
+/// Runs model work so that it does not hold up a tokio worker: on a multi-threaded runtime
+/// the worker's other tasks (object-store reads, other partitions' I/O) move to another
+/// thread while this one computes. Elsewhere it simply runs.
+pub fn off_worker<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
 /// Normalized image embeddings per row; NULL rows and failed rows are `None`.
 pub fn embed_image_rows(
     function: &str,

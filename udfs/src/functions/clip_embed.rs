@@ -13,7 +13,7 @@ use datafusion::logical_expr::{
 use super::clip_common::{
     BoundOptions, DefaultModel, arrays, binary_rows, embed_image_rows, embed_text_rows,
     embedding_array, embedding_type, expect_binary, expect_text, model_argument, model_for,
-    model_name_at, options_of, text_rows,
+    model_name_at, off_worker, options_of, text_rows,
 };
 use crate::options::HqflowOptions;
 
@@ -113,10 +113,10 @@ impl ScalarUDFImpl for ClipEmbed {
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let rows = if scalar { 1 } else { args.number_rows };
         let columns = arrays(&args.args[..1], rows)?;
-        let embeddings = match self.tower {
-            Tower::Image => embed_image_rows(name, &model, &options, &binary_rows(&columns[0])?)?,
-            Tower::Text => embed_text_rows(name, &model, &options, &text_rows(&columns[0])?)?,
-        };
+        let embeddings = off_worker(|| match self.tower {
+            Tower::Image => embed_image_rows(name, &model, &options, &binary_rows(&columns[0])?),
+            Tower::Text => embed_text_rows(name, &model, &options, &text_rows(&columns[0])?),
+        })?;
         let array = embedding_array(embeddings, dim)?;
         if scalar {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(

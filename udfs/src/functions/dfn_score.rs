@@ -14,7 +14,8 @@ use datafusion::logical_expr::{
 
 use super::clip_common::{
     BoundOptions, DefaultModel, arrays, binary_rows, embed_image_rows, embed_text_rows,
-    expect_binary, expect_text, model_argument, model_for, model_name_at, options_of, text_rows,
+    expect_binary, expect_text, model_argument, model_for, model_name_at, off_worker, options_of,
+    text_rows,
 };
 use crate::options::HqflowOptions;
 
@@ -102,13 +103,13 @@ impl ScalarUDFImpl for DfnScore {
             .zip(&texts)
             .map(|(i, t)| if t.is_some() { *i } else { None })
             .collect();
-        let image_embeddings = embed_image_rows(NAME, &model, &options, &images)?;
+        let image_embeddings = off_worker(|| embed_image_rows(NAME, &model, &options, &images))?;
         let texts: Vec<Option<&str>> = texts
             .iter()
             .zip(&image_embeddings)
             .map(|(t, e)| if e.is_some() { *t } else { None })
             .collect();
-        let text_embeddings = embed_text_rows(NAME, &model, &options, &texts)?;
+        let text_embeddings = off_worker(|| embed_text_rows(NAME, &model, &options, &texts))?;
         let scores: Float32Array = image_embeddings
             .iter()
             .zip(&text_embeddings)

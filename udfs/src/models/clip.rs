@@ -7,7 +7,7 @@
 //! propagate gradients (see STACK.md); training needs the composed forms.
 
 use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 
 use super::ModelResult;
 use super::clip_config::{Activation, ClipConfig, TextConfig, VisionConfig};
@@ -261,7 +261,11 @@ fn causal_mask(n: usize, device: &Device) -> candle_core::Result<Tensor> {
 /// The vision tower (`vision_model`).
 struct VisionTransformer {
     class_embedding: Tensor,
-    patch_embedding: Conv2d,
+    /// The patch convolution's kernel as a [width, channels·patch·patch] matrix: with stride
+    /// equal to the kernel, the convolution is one matmul over unfolded patches, which
+    /// runs several times faster than candle's CPU conv2d.
+    patch_weight: Tensor,
+    patch_size: usize,
     position_embedding: Tensor,
     pre_layrnorm: LayerNorm,
     encoder: Encoder,
@@ -272,19 +276,20 @@ impl VisionTransformer {
     fn new(c: &VisionConfig, vb: VarBuilder) -> candle_core::Result<Self> {
         let emb = vb.pp("embeddings");
         let patches = (c.image_size / c.patch_size).pow(2);
-        let conv = Conv2dConfig {
-            stride: c.patch_size,
-            ..Default::default()
-        };
+        let kernel = c.num_channels * c.patch_size * c.patch_size;
+        let patch_weight = emb
+            .pp("patch_embedding")
+            .get(
+                (c.hidden_size, c.num_channels, c.patch_size, c.patch_size),
+                "weight",
+            )?
+            .reshape((c.hidden_size, kernel))?
+            .t()?
+            .contiguous()?;
         Ok(VisionTransformer {
             class_embedding: emb.get(c.hidden_size, "class_embedding")?,
-            patch_embedding: candle_nn::conv2d_no_bias(
-                c.num_channels,
-                c.hidden_size,
-                c.patch_size,
-                conv,
-                emb.pp("patch_embedding"),
-            )?,
+            patch_weight,
+            patch_size: c.patch_size,
             position_embedding: emb
                 .pp("position_embedding")
                 .get((patches + 1, c.hidden_size), "weight")?,
@@ -297,13 +302,20 @@ impl VisionTransformer {
 
     /// `pixels`: [batch, channels, side, side] → pooled, normalized class tokens.
     fn forward(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
-        let b = pixels.dim(0)?;
-        let patches = self
-            .patch_embedding
-            .forward(pixels)?
-            .flatten_from(2)?
-            .transpose(1, 2)?;
-        let width = self.class_embedding.dim(0)?;
+        let (b, channels, h, w) = pixels.dims4()?;
+        let p = self.patch_size;
+        let (gh, gw) = (h / p, w / p);
+        // [b, c, gh, p, gw, p] → [b, gh, gw, c, p, p] → [b, gh·gw, c·p·p]: row-major patches
+        // in the order the convolution visits them, each flattened as its kernel is.
+        let unfolded = pixels
+            .reshape((b, channels, gh, p, gw, p))?
+            .permute((0, 2, 4, 1, 3, 5))?
+            .contiguous()?
+            .reshape((b * gh * gw, channels * p * p))?;
+        let width = self.patch_weight.dim(1)?;
+        let patches = unfolded
+            .matmul(&self.patch_weight)?
+            .reshape((b, gh * gw, width))?;
         let class = self
             .class_embedding
             .reshape((1, 1, width))?
