@@ -335,7 +335,8 @@ pub async fn run(args: &DemoArgs, status: Status) -> Result<Outcome> {
     .await?;
     println!(
         "\nnext: the text rules cannot see the image, so wrong_attr and mismatch captions pass them;\n\
-         dfn_score(img, txt) — a CLIP filter — is what catches those (model functions are the next milestone).\n\
+         dfn_score(img, txt, 'MODEL') — a CLIP filter — is what catches those. Register a CLIP checkpoint\n\
+         with `-m MODEL=DIR` (hqflow's own embedded model comes with the trainer).\n\
          Explore: hqflow sql -t pool={}",
         pool_dir.display()
     );
