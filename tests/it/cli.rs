@@ -516,3 +516,31 @@ fn model_errors_are_counted_and_reported_at_the_end() {
     ]);
     strict.fails_with(1, &["dfn_score: row", "hqflow.on_error = 'fail'"]);
 }
+
+#[test]
+fn bench_clip_forward_reports_rates() {
+    let run = hqflow(&[
+        "bench",
+        "clip-forward",
+        "--model",
+        "tests/data/clip/tiny-gelu",
+        "--batch",
+        "2",
+        "--seconds",
+        "0.05",
+        "--matmul",
+        "64",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(run.ok().trim()).expect("one JSON object");
+    for key in [
+        "forward_gflops",
+        "matmul_gflops",
+        "fraction_of_matmul",
+        "images_per_s",
+    ] {
+        let v = report[key].as_f64().unwrap_or(-1.0);
+        assert!(v > 0.0, "{key} = {v} in {report}");
+    }
+    hqflow(&["bench", "clip-forward", "--model", "tests/no_such_model"])
+        .fails_with(1, &["tests/no_such_model"]);
+}
