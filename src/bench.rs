@@ -53,7 +53,7 @@ pub fn run(command: &BenchCommand, status: Status) -> Result<Outcome> {
             if cfg!(debug_assertions) {
                 status.line("warning: a debug build; figures mean something only from `cargo build --release`");
             }
-            let device = candle_device();
+            let device = hqflow_udfs::models::Device::Cpu;
             let budget = Duration::from_secs_f64(*seconds);
             let checkpoint = ClipCheckpoint::load(model, &device).map_err(model_error)?;
             status.line(&format!(
@@ -77,8 +77,4 @@ pub fn run(command: &BenchCommand, status: Status) -> Result<Outcome> {
             Ok(Outcome::Success)
         }
     }
-}
-
-fn candle_device() -> hqflow_udfs::models::Device {
-    hqflow_udfs::models::Device::Cpu
 }

@@ -330,11 +330,10 @@ fn json_cells(field: &FieldRef, column: &ArrayRef) -> Result<ArrayRef> {
         }
         buf.clear();
         encoder.encode(i, &mut buf);
-        let text = String::from_utf8(std::mem::take(&mut buf)).map_err(|e| {
+        let text = std::str::from_utf8(&buf).map_err(|e| {
             ArrowError::InvalidArgumentError(format!("JSON encoder wrote invalid UTF-8: {e}"))
         })?;
-        out.append_value(&text);
-        buf = text.into_bytes();
+        out.append_value(text);
     }
     Ok(Arc::new(out.finish()))
 }

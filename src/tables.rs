@@ -281,8 +281,8 @@ pub async fn register_parquet_table(
 
     check_footers(name, &resolved.url, &store, &files).await?;
 
-    let format = parquet_format(&state);
-    let options = ListingOptions::new(Arc::new(parquet_format(&state)))
+    let format = Arc::new(parquet_format(&state));
+    let options = ListingOptions::new(Arc::clone(&format) as Arc<dyn FileFormat>)
         .with_file_extension(resolved.extension);
     let schema = match format.infer_schema(&state, &store, &files).await {
         Ok(schema) => schema,

@@ -63,11 +63,7 @@ fn run(endpoint: &str, args: &[&str]) -> Run {
         .args(args)
         .output()
         .expect("the hqflow binary runs");
-    let run = Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
+    let run = Run::from(output);
     for secret in [KEY_ID, SECRET] {
         assert!(
             !run.stderr.contains(secret) && !run.stdout.contains(secret),

@@ -59,9 +59,4 @@ impl RowErrors {
             })
             .collect()
     }
-
-    /// Total failed rows.
-    pub fn total(&self) -> u64 {
-        self.summary().iter().map(|s| s.count).sum()
-    }
 }

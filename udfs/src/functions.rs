@@ -3,6 +3,7 @@
 mod byte_length;
 mod clip_common;
 mod clip_embed;
+mod columns;
 mod dfn_score;
 
 pub use byte_length::ByteLength;

@@ -42,13 +42,7 @@ pub fn with_hqflow_options(config: SessionConfig) -> SessionConfig {
 
 /// The session's `hqflow.*` options (defaults when the namespace was not added).
 pub fn session_options(ctx: &SessionContext) -> HqflowOptions {
-    ctx.state()
-        .config()
-        .options()
-        .extensions
-        .get::<HqflowOptions>()
-        .cloned()
-        .unwrap_or_default()
+    HqflowOptions::from_config(ctx.state().config().options())
 }
 
 /// Per-row model errors of this session so far.

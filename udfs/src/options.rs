@@ -150,6 +150,15 @@ fn optional_name(value: &str) -> Result<Option<String>> {
 }
 
 impl HqflowOptions {
+    /// The options in `config` (defaults when the `hqflow` namespace was not added).
+    pub fn from_config(config: &datafusion::common::config::ConfigOptions) -> Self {
+        config
+            .extensions
+            .get::<HqflowOptions>()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// What the model functions depend on, for telling configurations apart.
     pub fn model_fingerprint(&self) -> String {
         format!(

@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, Int64Array};
+use super::columns::binary_rows;
+
+use datafusion::arrow::array::{ArrayRef, Int64Array};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
@@ -32,31 +34,11 @@ impl Default for ByteLength {
     }
 }
 
-fn lengths(array: &dyn Array) -> Result<Int64Array> {
-    Ok(match array.data_type() {
-        DataType::Binary => array
-            .as_binary::<i32>()
-            .iter()
-            .map(|v| v.map(|b| b.len() as i64))
-            .collect(),
-        DataType::LargeBinary => array
-            .as_binary::<i64>()
-            .iter()
-            .map(|v| v.map(|b| b.len() as i64))
-            .collect(),
-        DataType::BinaryView => array
-            .as_binary_view()
-            .iter()
-            .map(|v| v.map(|b| b.len() as i64))
-            .collect(),
-        DataType::FixedSizeBinary(_) => array
-            .as_fixed_size_binary()
-            .iter()
-            .map(|v| v.map(|b| b.len() as i64))
-            .collect(),
-        DataType::Null => Int64Array::new_null(array.len()),
-        other => return exec_err!("byte_length expects binary, got {other}"),
-    })
+fn lengths(array: &ArrayRef) -> Result<Int64Array> {
+    Ok(binary_rows(array)?
+        .iter()
+        .map(|v| v.map(|b| b.len() as i64))
+        .collect())
 }
 
 impl ScalarUDFImpl for ByteLength {
@@ -84,12 +66,10 @@ impl ScalarUDFImpl for ByteLength {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         match &args.args[0] {
-            ColumnarValue::Array(array) => {
-                Ok(ColumnarValue::Array(Arc::new(lengths(array.as_ref())?)))
-            }
+            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(Arc::new(lengths(array)?))),
             ColumnarValue::Scalar(scalar) => {
                 let array = scalar.to_array()?;
-                let out = lengths(array.as_ref())?;
+                let out = lengths(&array)?;
                 Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
             }
         }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array};
+use datafusion::arrow::array::{ArrayRef, FixedSizeListArray, Float32Array};
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::config::ConfigOptions;
@@ -33,11 +33,7 @@ impl DefaultModel {
 
 /// The hqflow options a function was built with (a snapshot of the session's).
 pub fn options_of(config: &ConfigOptions) -> HqflowOptions {
-    config
-        .extensions
-        .get::<HqflowOptions>()
-        .cloned()
-        .unwrap_or_default()
+    HqflowOptions::from_config(config)
 }
 
 /// The session options a model function was built with. Two functions are the same when
@@ -134,28 +130,6 @@ pub fn model_name_at(args: &[ColumnarValue], index: usize) -> Option<String> {
         )) => Some(s.clone()),
         _ => None,
     }
-}
-
-/// Image bytes per row.
-pub fn binary_rows(array: &ArrayRef) -> Result<Vec<Option<&[u8]>>> {
-    Ok(match array.data_type() {
-        DataType::Binary => array.as_binary::<i32>().iter().collect(),
-        DataType::LargeBinary => array.as_binary::<i64>().iter().collect(),
-        DataType::BinaryView => array.as_binary_view().iter().collect(),
-        DataType::Null => vec![None; array.len()],
-        other => return exec_err!("expected binary image bytes, got {other}"),
-    })
-}
-
-/// Text per row.
-pub fn text_rows(array: &ArrayRef) -> Result<Vec<Option<&str>>> {
-    Ok(match array.data_type() {
-        DataType::Utf8 => array.as_string::<i32>().iter().collect(),
-        DataType::LargeUtf8 => array.as_string::<i64>().iter().collect(),
-        DataType::Utf8View => array.as_string_view().iter().collect(),
-        DataType::Null => vec![None; array.len()],
-        other => return exec_err!("expected text, got {other}"),
-    })
 }
 
 /// Handles a row that could not be computed: counted and NULL, or fatal under `fail`.

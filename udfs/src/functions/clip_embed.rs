@@ -11,10 +11,11 @@ use datafusion::logical_expr::{
 };
 
 use super::clip_common::{
-    BoundOptions, DefaultModel, arrays, binary_rows, embed_image_rows, embed_text_rows,
-    embedding_array, embedding_type, expect_binary, expect_text, model_argument, model_for,
-    model_name_at, off_worker, options_of, text_rows,
+    BoundOptions, DefaultModel, arrays, embed_image_rows, embed_text_rows, embedding_array,
+    embedding_type, expect_binary, expect_text, model_argument, model_for, model_name_at,
+    off_worker, options_of,
 };
+use super::columns::{binary_rows, text_rows};
 use crate::options::HqflowOptions;
 
 /// Which tower a CLIP embedding function feeds.

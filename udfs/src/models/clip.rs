@@ -262,8 +262,8 @@ fn causal_mask(n: usize, device: &Device) -> candle_core::Result<Tensor> {
 struct VisionTransformer {
     class_embedding: Tensor,
     /// The patch convolution's kernel as a [width, channels·patch·patch] matrix: with stride
-    /// equal to the kernel, the convolution is one matmul over unfolded patches, which
-    /// runs several times faster than candle's CPU conv2d.
+    /// equal to the kernel, the convolution is one matmul over unfolded patches (the same
+    /// kernel as every other layer) instead of candle's general CPU conv2d.
     patch_weight: Tensor,
     patch_size: usize,
     position_embedding: Tensor,

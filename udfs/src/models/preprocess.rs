@@ -94,6 +94,38 @@ fn three(v: Option<Vec<f64>>, default: [f32; 3], what: &str) -> ModelResult<[f32
     }
 }
 
+/// The forms `size` and `crop_size` take in `preprocessor_config.json`.
+enum SizeSpec {
+    /// A bare number (legacy configs).
+    Number(u32),
+    /// `{"shortest_edge": n}`.
+    ShortestEdge(u32),
+    /// `{"height": h, "width": w}`.
+    HeightWidth(u32, u32),
+}
+
+fn size_spec(v: &Value, what: &str) -> ModelResult<SizeSpec> {
+    match v {
+        Value::Number(_) => Ok(SizeSpec::Number(as_u32(v, what)?)),
+        Value::Object(m) => match (m.get("shortest_edge"), m.get("height"), m.get("width")) {
+            (Some(s), _, _) => Ok(SizeSpec::ShortestEdge(as_u32(
+                s,
+                &format!("{what}.shortest_edge"),
+            )?)),
+            (None, Some(h), Some(w)) => Ok(SizeSpec::HeightWidth(
+                as_u32(h, &format!("{what}.height"))?,
+                as_u32(w, &format!("{what}.width"))?,
+            )),
+            _ => Err(ModelError(format!(
+                "preprocessor_config.json: unsupported {what} {v}"
+            ))),
+        },
+        other => Err(ModelError(format!(
+            "preprocessor_config.json: unsupported {what} {other}"
+        ))),
+    }
+}
+
 impl Preprocessor {
     /// Parses `preprocessor_config.json` text.
     pub fn from_json(text: &str) -> ModelResult<Self> {
@@ -109,26 +141,9 @@ impl Preprocessor {
             let size = raw
                 .size
                 .unwrap_or_else(|| serde_json::json!({"shortest_edge": 224}));
-            Some(match &size {
-                Value::Number(_) => ResizeMode::ShortestEdge(as_u32(&size, "size")?),
-                Value::Object(m) => match (m.get("shortest_edge"), m.get("height"), m.get("width"))
-                {
-                    (Some(s), _, _) => ResizeMode::ShortestEdge(as_u32(s, "size.shortest_edge")?),
-                    (None, Some(h), Some(w)) => ResizeMode::Exact {
-                        height: as_u32(h, "size.height")?,
-                        width: as_u32(w, "size.width")?,
-                    },
-                    _ => {
-                        return Err(ModelError(format!(
-                            "preprocessor_config.json: unsupported size {size}"
-                        )));
-                    }
-                },
-                other => {
-                    return Err(ModelError(format!(
-                        "preprocessor_config.json: unsupported size {other}"
-                    )));
-                }
+            Some(match size_spec(&size, "size")? {
+                SizeSpec::Number(n) | SizeSpec::ShortestEdge(n) => ResizeMode::ShortestEdge(n),
+                SizeSpec::HeightWidth(height, width) => ResizeMode::Exact { height, width },
             })
         } else {
             None
@@ -137,25 +152,12 @@ impl Preprocessor {
             let size = raw
                 .crop_size
                 .unwrap_or_else(|| serde_json::json!({"height": 224, "width": 224}));
-            Some(match &size {
-                Value::Number(_) => {
-                    let s = as_u32(&size, "crop_size")?;
-                    (s, s)
-                }
-                Value::Object(m) => match (m.get("height"), m.get("width")) {
-                    (Some(h), Some(w)) => (
-                        as_u32(h, "crop_size.height")?,
-                        as_u32(w, "crop_size.width")?,
-                    ),
-                    _ => {
-                        return Err(ModelError(format!(
-                            "preprocessor_config.json: unsupported crop_size {size}"
-                        )));
-                    }
-                },
-                other => {
+            Some(match size_spec(&size, "crop_size")? {
+                SizeSpec::Number(n) => (n, n),
+                SizeSpec::HeightWidth(h, w) => (h, w),
+                SizeSpec::ShortestEdge(_) => {
                     return Err(ModelError(format!(
-                        "preprocessor_config.json: unsupported crop_size {other}"
+                        "preprocessor_config.json: unsupported crop_size {size}"
                     )));
                 }
             })

@@ -109,7 +109,7 @@ fn horizontal(
     rows: std::ops::Range<usize>,
     filter: Filter,
 ) -> RgbImage {
-    let (in_w, _) = (src.width() as usize, src.height() as usize);
+    let in_w = src.width() as usize;
     let c = coefficients(in_w, out_w, filter);
     let data = src.as_raw();
     let mut out = Vec::with_capacity(out_w * rows.len() * 3);

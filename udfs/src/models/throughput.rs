@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
 use super::clip_config::VisionConfig;
 use super::{ClipCheckpoint, ModelResult};
@@ -74,7 +74,7 @@ pub fn vision_forward_rate(
 
 /// The fp32 matmul rate of square `n`×`n` products on `device` (the reference peak).
 pub fn matmul_rate(n: usize, device: &Device, budget: Duration) -> ModelResult<Rate> {
-    let a = Tensor::randn(0f32, 1.0, (n, n), device)?.to_dtype(DType::F32)?;
+    let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
     let flops = 2.0 * (n as f64).powi(3);
     time_for(budget, flops, || {
