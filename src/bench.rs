@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use datafusion::common::{DataFusionError, Result};
-use hqflow_udfs::models::ClipCheckpoint;
 use hqflow_udfs::models::throughput::{matmul_rate, vision_forward_rate};
+use hqflow_udfs::models::{ClipCheckpoint, DeviceSpec};
 
 use crate::cli::{Outcome, Status};
 
@@ -29,6 +29,9 @@ pub enum BenchCommand {
         /// Side of the square matrices for the matmul reference.
         #[arg(long, default_value_t = 1024)]
         matmul: usize,
+        /// Where to run: cpu, cuda[:N] or metal[:N].
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
 }
 
@@ -44,6 +47,7 @@ pub fn run(command: &BenchCommand, status: Status) -> Result<Outcome> {
             batch,
             seconds,
             matmul,
+            device,
         } => {
             if *batch == 0 || *seconds <= 0.0 || *matmul == 0 {
                 return Err(DataFusionError::Plan(
@@ -53,7 +57,10 @@ pub fn run(command: &BenchCommand, status: Status) -> Result<Outcome> {
             if cfg!(debug_assertions) {
                 status.line("warning: a debug build; figures mean something only from `cargo build --release`");
             }
-            let device = hqflow_udfs::models::Device::Cpu;
+            let device = DeviceSpec::parse(device)
+                .map_err(DataFusionError::Plan)?
+                .open()
+                .map_err(model_error)?;
             let budget = Duration::from_secs_f64(*seconds);
             let checkpoint = ClipCheckpoint::load(model, &device).map_err(model_error)?;
             status.line(&format!(
@@ -67,6 +74,7 @@ pub fn run(command: &BenchCommand, status: Status) -> Result<Outcome> {
             let report = serde_json::json!({
                 "benchmark": "clip image-tower forward vs fp32 matmul",
                 "model": model.display().to_string(),
+                "device": format!("{device:?}"),
                 "batch": batch,
                 "images_per_s": (*batch * forward.iterations) as f64 / forward.seconds,
                 "forward_gflops": forward.gflops,

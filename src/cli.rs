@@ -67,12 +67,21 @@ pub struct SessionArgs {
     /// A session setting, as SQL SET would (e.g. datafusion.execution.target_partitions=2).
     #[arg(short = 's', long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
     pub settings: Vec<Assignment>,
+
+    /// Where models run: cpu (default), cuda[:N] or metal[:N] (GPUs need a build with the
+    /// `cuda` or `metal` feature). Same as -s hqflow.device=DEVICE.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
 }
 
 impl SessionArgs {
     fn options(&self) -> SessionOptions {
+        let device = self.device.iter().map(|d| Assignment {
+            key: "hqflow.device".into(),
+            value: d.clone(),
+        });
         SessionOptions {
-            settings: self.settings.clone(),
+            settings: device.chain(self.settings.iter().cloned()).collect(),
             models: self.models.clone(),
             tables: self.tables.clone(),
         }

@@ -6,9 +6,11 @@
 //! `checkpoint` that reads a local directory; then conformance fixtures from the reference
 //! implementation under `tests/data/`.
 
+pub mod batcher;
 pub mod checkpoint;
 pub mod clip;
 pub mod clip_config;
+pub mod device;
 pub mod image_decode;
 pub mod preprocess;
 pub mod registry;
@@ -18,6 +20,7 @@ pub mod tokenizer;
 
 pub use candle_core::Device;
 pub use checkpoint::ClipCheckpoint;
+pub use device::DeviceSpec;
 
 /// An error while loading or running a model, with what it concerns.
 #[derive(Debug)]

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
 use datafusion::common::{DataFusionError, Result};
 
+use crate::models::DeviceSpec;
+
 /// What a model function does with a row it cannot compute (undecodable image, failed backend).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnError {
@@ -85,6 +87,8 @@ impl ModelLocation {
 /// | `hqflow.refine_backend` | the backend `lvlm_refine` uses without a backend argument |
 /// | `hqflow.on_error` | `null` (default: NULL plus a counted error) or `fail` |
 /// | `hqflow.model_batch` | rows per forward pass of a model (default 32) |
+/// | `hqflow.batch_wait_ms` | how long a row may wait for others to fill a batch (default 5) |
+/// | `hqflow.device` | where models run: `cpu` (default), `cuda[:N]`, `metal[:N]` |
 #[derive(Debug, Clone)]
 pub struct HqflowOptions {
     /// Registered models by name.
@@ -99,6 +103,10 @@ pub struct HqflowOptions {
     pub on_error: OnError,
     /// Rows per forward pass.
     pub model_batch: usize,
+    /// How long a row may wait for others before a partial batch runs, in milliseconds.
+    pub batch_wait_ms: u64,
+    /// Where models run.
+    pub device: DeviceSpec,
     /// The session's per-row error tally (shared by clones of these options).
     pub errors: Arc<crate::errors::RowErrors>,
 }
@@ -112,6 +120,8 @@ impl Default for HqflowOptions {
             refine_backend: None,
             on_error: OnError::Null,
             model_batch: 32,
+            batch_wait_ms: 5,
+            device: DeviceSpec::Cpu,
             errors: Arc::default(),
         }
     }
@@ -162,13 +172,15 @@ impl HqflowOptions {
     /// What the model functions depend on, for telling configurations apart.
     pub fn model_fingerprint(&self) -> String {
         format!(
-            "{:?}|{:?}|{:?}|{:?}|{}|{}",
+            "{:?}|{:?}|{:?}|{:?}|{}|{}|{}|{}",
             self.models,
             self.dfn_model,
             self.clip_model,
             self.refine_backend,
             self.on_error,
-            self.model_batch
+            self.model_batch,
+            self.batch_wait_ms,
+            self.device
         )
     }
 
@@ -228,6 +240,20 @@ impl ExtensionOptions for HqflowOptions {
                     }
                 }
             }
+            "batch_wait_ms" => {
+                self.batch_wait_ms = match value.trim().parse::<u64>() {
+                    Ok(n) if n <= 60_000 => n,
+                    _ => {
+                        return Err(config_err(format!(
+                            "hqflow.batch_wait_ms must be an integer from 0 to 60000, not '{value}'"
+                        )));
+                    }
+                }
+            }
+            "device" => {
+                self.device = DeviceSpec::parse(value)
+                    .map_err(|e| config_err(format!("hqflow.device: {e}")))?;
+            }
             "on_error" => {
                 self.on_error = match value.trim().to_ascii_lowercase().as_str() {
                     "null" => OnError::Null,
@@ -242,7 +268,8 @@ impl ExtensionOptions for HqflowOptions {
             _ => {
                 return Err(config_err(format!(
                     "unknown setting 'hqflow.{key}' (known: hqflow.model.NAME, hqflow.dfn_model, \
-                     hqflow.clip_model, hqflow.refine_backend, hqflow.on_error, hqflow.model_batch)"
+                     hqflow.clip_model, hqflow.refine_backend, hqflow.on_error, hqflow.model_batch, \
+                     hqflow.batch_wait_ms, hqflow.device)"
                 )));
             }
         }
@@ -275,6 +302,16 @@ impl ExtensionOptions for HqflowOptions {
                 key: "hqflow.model_batch".into(),
                 value: Some(self.model_batch.to_string()),
                 description: "Rows per forward pass of a model",
+            },
+            ConfigEntry {
+                key: "hqflow.batch_wait_ms".into(),
+                value: Some(self.batch_wait_ms.to_string()),
+                description: "Milliseconds a row may wait for others to fill a model batch",
+            },
+            ConfigEntry {
+                key: "hqflow.device".into(),
+                value: Some(self.device.to_string()),
+                description: "Where models run: cpu, cuda[:N] or metal[:N]",
             },
         ];
         entries.extend(self.models.iter().map(|(name, location)| ConfigEntry {

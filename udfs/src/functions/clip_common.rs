@@ -1,7 +1,9 @@
 //! What the CLIP functions share: argument checks at planning, the model each call uses,
 //! reading image and text columns, and embedding rows in micro-batches with per-row errors.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use datafusion::arrow::array::{ArrayRef, FixedSizeListArray, Float32Array};
 use datafusion::arrow::buffer::NullBuffer;
@@ -10,7 +12,8 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::ColumnarValue;
 
-use crate::models::{ClipCheckpoint, registry};
+use crate::models::batcher::{BatchPolicy, Batcher, Input};
+use crate::models::registry;
 use crate::options::{HqflowOptions, ModelLocation, OnError};
 
 /// Which session default names the model when the call does not.
@@ -61,7 +64,7 @@ pub fn model_for(
     options: &HqflowOptions,
     explicit: Option<&str>,
     default: DefaultModel,
-) -> Result<Arc<ClipCheckpoint>> {
+) -> Result<Arc<Batcher>> {
     let default_name = match default {
         DefaultModel::Dfn => options.dfn_model.as_deref(),
         DefaultModel::Clip => options.clip_model.as_deref(),
@@ -74,7 +77,7 @@ pub fn model_for(
         );
     };
     match options.model(name)? {
-        ModelLocation::Directory(dir) => registry::clip(std::path::Path::new(dir))
+        ModelLocation::Directory(dir) => registry::clip(std::path::Path::new(dir), options.device)
             .map_err(|e| DataFusionError::Plan(format!("{function}: model '{name}': {e}"))),
         ModelLocation::Endpoint(url) => {
             plan_err!(
@@ -132,53 +135,39 @@ pub fn model_name_at(args: &[ColumnarValue], index: usize) -> Option<String> {
     }
 }
 
-/// Handles a row that could not be computed: counted and NULL, or fatal under `fail`.
-fn row_failed(
+/// Handles rows that could not be computed, in row order: counted and NULL, or fatal under
+/// `fail` (the first one).
+fn rows_failed(
     function: &str,
     options: &HqflowOptions,
-    row: usize,
-    reason: &str,
-    detail: &str,
+    mut failures: Vec<RowFailure>,
 ) -> Result<()> {
-    if options.on_error == OnError::Fail {
-        return exec_err!(
-            "{function}: row {row} of the batch: {detail} (hqflow.on_error = 'fail')"
-        );
+    failures.sort_by_key(|f| f.row);
+    for failure in failures {
+        if options.on_error == OnError::Fail {
+            return exec_err!(
+                "{function}: row {} of the batch: {} (hqflow.on_error = 'fail')",
+                failure.row,
+                failure.detail
+            );
+        }
+        options
+            .errors
+            .record(function, failure.reason, &failure.detail);
     }
-    options.errors.record(function, reason, detail);
     Ok(())
 }
 
-fn preprocess_all(
-    model: &ClipCheckpoint,
-    rows: &[Option<&[u8]>],
-) -> Vec<Option<Result<Vec<f32>, crate::models::image_decode::DecodeError>>> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(16);
-    let chunk = rows.len().div_ceil(workers).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = rows
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|r| r.map(|b| model.pixels(b)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+/// A row the model could not be asked about.
+struct RowFailure {
+    row: usize,
+    reason: &'static str,
+    detail: String,
 }
 
 /// Runs model work so that it does not hold up a tokio worker: on a multi-threaded runtime
 /// the worker's other tasks (object-store reads, other partitions' I/O) move to another
-/// thread while this one computes. Elsewhere it simply runs.
+/// thread while this one waits for the model. Elsewhere it simply runs.
 pub fn off_worker<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -188,99 +177,125 @@ pub fn off_worker<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Normalized image embeddings per row; NULL rows and failed rows are `None`.
-pub fn embed_image_rows(
-    function: &str,
-    model: &ClipCheckpoint,
-    options: &HqflowOptions,
-    rows: &[Option<&[u8]>],
-) -> Result<Vec<Option<Vec<f32>>>> {
-    let processed = preprocess_all(model, rows);
-    if processed.len() != rows.len() {
-        return exec_err!("{function}: image preprocessing lost rows (a worker panicked)");
-    }
-    let mut out: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
-    let mut batch_rows = Vec::new();
-    let mut batch = Vec::new();
-    for (row, item) in processed.into_iter().enumerate() {
-        match item {
-            None => {}
-            Some(Ok(pixels)) => {
-                batch_rows.push(row);
-                batch.push(pixels);
-            }
-            Some(Err(e)) => row_failed(function, options, row, e.reason(), &e.to_string())?,
-        }
-        if batch.len() == options.model_batch {
-            flush_images(function, model, &mut batch_rows, &mut batch, &mut out)?;
-        }
-    }
-    flush_images(function, model, &mut batch_rows, &mut batch, &mut out)?;
-    Ok(out)
+/// Normalized embeddings per row of an image column and of a text column (either may be
+/// empty). NULL rows and rows that failed are `None`.
+pub struct Embeddings {
+    /// One per image row.
+    pub images: Vec<Option<Vec<f32>>>,
+    /// One per text row.
+    pub texts: Vec<Option<Vec<f32>>>,
 }
 
-fn flush_images(
-    function: &str,
-    model: &ClipCheckpoint,
-    rows: &mut Vec<usize>,
-    batch: &mut Vec<Vec<f32>>,
-    out: &mut [Option<Vec<f32>>],
-) -> Result<()> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let embeddings = model
-        .embed_pixels(batch)
-        .map_err(|e| DataFusionError::Execution(format!("{function}: {e}")))?;
-    for (row, e) in rows.drain(..).zip(embeddings) {
-        out[row] = Some(e);
-    }
-    batch.clear();
-    Ok(())
+fn decode_workers(rows: usize) -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(16)
+        .min(rows)
 }
 
-/// Normalized text embeddings per row; NULL rows are `None`.
-pub fn embed_text_rows(
+/// Embeds images and texts through the model's batcher. Images are decoded and resized on
+/// a few threads of this call while the model runs earlier micro-batches; texts are
+/// tokenized here. Row failures (undecodable image, failed tokenization) follow
+/// `hqflow.on_error`; a failed forward pass fails the query.
+pub fn embed_rows(
     function: &str,
-    model: &ClipCheckpoint,
+    model: &Batcher,
     options: &HqflowOptions,
-    rows: &[Option<&str>],
-) -> Result<Vec<Option<Vec<f32>>>> {
-    let mut out: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
-    let present: Vec<(usize, &str)> = rows
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| t.map(|t| (i, t)))
-        .collect();
-    for part in present.chunks(options.model_batch) {
-        let mut ids = Vec::with_capacity(part.len());
-        let mut kept = Vec::with_capacity(part.len());
-        for &(row, text) in part {
-            match model.tokenizer.encode(text) {
-                Ok(t) => {
-                    ids.push(t);
-                    kept.push(row);
+    images: &[Option<&[u8]>],
+    texts: &[Option<&str>],
+) -> Result<Embeddings> {
+    let exec =
+        |e: crate::models::ModelError| DataFusionError::Execution(format!("{function}: {e}"));
+    let image_rows: Vec<usize> = (0..images.len()).filter(|&r| images[r].is_some()).collect();
+    let workers = decode_workers(image_rows.len());
+    let policy = BatchPolicy {
+        batch: options.model_batch,
+        max_wait: Duration::from_millis(options.batch_wait_ms),
+        in_flight: 2 * options.model_batch.max(workers),
+    };
+    let (submitter, answers) = model.open(policy).map_err(exec)?;
+    let checkpoint = model.checkpoint();
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let fail = |row, reason, detail| {
+        if let Ok(mut f) = failures.lock() {
+            f.push(RowFailure {
+                row,
+                reason,
+                detail,
+            });
+        }
+    };
+    let mut out = Embeddings {
+        images: vec![None; images.len()],
+        texts: vec![None; texts.len()],
+    };
+    let mut forward_error = None;
+    let mut submit_error = None;
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let submitter = submitter.clone();
+            let (next, image_rows, fail) = (&next, &image_rows, &fail);
+            scope.spawn(move || {
+                while let Some(&row) = image_rows.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let Some(bytes) = images[row] else { continue };
+                    match checkpoint.pixels(bytes) {
+                        Ok(pixels) => {
+                            if let Err(e) = submitter.submit(2 * row, Input::Image(pixels)) {
+                                fail(row, "model stopped", e.to_string());
+                                return;
+                            }
+                        }
+                        Err(e) => fail(row, e.reason(), e.to_string()),
+                    }
                 }
-                Err(e) => row_failed(
-                    function,
-                    options,
-                    row,
-                    "tokenization failed",
-                    &e.to_string(),
-                )?,
+            });
+        }
+        for (row, text) in texts.iter().enumerate() {
+            let Some(text) = text else { continue };
+            match checkpoint.tokenizer.encode(text) {
+                Ok(ids) => {
+                    if let Err(e) = submitter.submit(2 * row + 1, Input::Text(ids)) {
+                        submit_error = Some(e);
+                        break;
+                    }
+                }
+                Err(e) => fail(row, "tokenization failed", e.to_string()),
             }
         }
-        if ids.is_empty() {
-            continue;
+        // The answers end once the decoders are done and every submitted row is answered.
+        drop(submitter);
+        for reply in answers {
+            match reply.embedding {
+                Ok(e) if reply.key % 2 == 0 => out.images[reply.key / 2] = Some(e),
+                Ok(e) => out.texts[reply.key / 2] = Some(e),
+                Err(e) => forward_error = Some(e),
+            }
         }
-        let embeddings = model
-            .model
-            .embed_text(&ids)
-            .map_err(|e| DataFusionError::Execution(format!("{function}: {e}")))?;
-        for (row, e) in kept.into_iter().zip(embeddings) {
-            out[row] = Some(e);
-        }
+    });
+    if let Some(e) = forward_error {
+        return exec_err!("{function}: {e}");
     }
+    if let Some(e) = submit_error {
+        return Err(exec(e));
+    }
+    let failures = failures.into_inner().unwrap_or_default();
+    if failures.iter().any(|f| f.reason == "model stopped") {
+        return exec_err!("{function}: the model thread has stopped");
+    }
+    let failed: std::collections::HashSet<usize> = failures.iter().map(|f| f.row).collect();
+    let lost = image_rows
+        .iter()
+        .any(|&r| out.images[r].is_none() && !failed.contains(&r))
+        || texts
+            .iter()
+            .enumerate()
+            .any(|(r, t)| t.is_some() && out.texts[r].is_none() && !failed.contains(&r));
+    if lost {
+        return exec_err!("{function}: the model thread stopped before answering every row");
+    }
+    rows_failed(function, options, failures)?;
     Ok(out)
 }
 

@@ -11,9 +11,8 @@ use datafusion::logical_expr::{
 };
 
 use super::clip_common::{
-    BoundOptions, DefaultModel, arrays, embed_image_rows, embed_text_rows, embedding_array,
-    embedding_type, expect_binary, expect_text, model_argument, model_for, model_name_at,
-    off_worker, options_of,
+    BoundOptions, DefaultModel, arrays, embed_rows, embedding_array, embedding_type, expect_binary,
+    expect_text, model_argument, model_for, model_name_at, off_worker, options_of,
 };
 use super::columns::{binary_rows, text_rows};
 use crate::options::HqflowOptions;
@@ -97,7 +96,7 @@ impl ScalarUDFImpl for ClipEmbed {
             explicit.as_deref(),
             DefaultModel::Clip,
         )?;
-        let dim = model.model.config().projection_dim;
+        let dim = model.checkpoint().model.config().projection_dim;
         Ok(Field::new(name, embedding_type(dim), true).into())
     }
 
@@ -110,13 +109,16 @@ impl ScalarUDFImpl for ClipEmbed {
             model_name_at(&args.args, 1).as_deref(),
             DefaultModel::Clip,
         )?;
-        let dim = model.model.config().projection_dim;
+        let dim = model.checkpoint().model.config().projection_dim;
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let rows = if scalar { 1 } else { args.number_rows };
         let columns = arrays(&args.args[..1], rows)?;
         let embeddings = off_worker(|| match self.tower {
-            Tower::Image => embed_image_rows(name, &model, &options, &binary_rows(&columns[0])?),
-            Tower::Text => embed_text_rows(name, &model, &options, &text_rows(&columns[0])?),
+            Tower::Image => embed_rows(name, &model, &options, &binary_rows(&columns[0])?, &[])
+                .map(|e| e.images),
+            Tower::Text => {
+                embed_rows(name, &model, &options, &[], &text_rows(&columns[0])?).map(|e| e.texts)
+            }
         })?;
         let array = embedding_array(embeddings, dim)?;
         if scalar {

@@ -13,8 +13,8 @@ use datafusion::logical_expr::{
 };
 
 use super::clip_common::{
-    BoundOptions, DefaultModel, arrays, embed_image_rows, embed_text_rows, expect_binary,
-    expect_text, model_argument, model_for, model_name_at, off_worker, options_of,
+    BoundOptions, DefaultModel, arrays, embed_rows, expect_binary, expect_text, model_argument,
+    model_for, model_name_at, off_worker, options_of,
 };
 use super::columns::{binary_rows, text_rows};
 use crate::options::HqflowOptions;
@@ -98,18 +98,11 @@ impl ScalarUDFImpl for DfnScore {
         let images = binary_rows(&columns[0])?;
         let texts = text_rows(&columns[1])?;
         // Only rows with both inputs are worth a forward pass.
-        let images: Vec<Option<&[u8]>> = images
-            .iter()
-            .zip(&texts)
-            .map(|(i, t)| if t.is_some() { *i } else { None })
-            .collect();
-        let image_embeddings = off_worker(|| embed_image_rows(NAME, &model, &options, &images))?;
-        let texts: Vec<Option<&str>> = texts
-            .iter()
-            .zip(&image_embeddings)
-            .map(|(t, e)| if e.is_some() { *t } else { None })
-            .collect();
-        let text_embeddings = off_worker(|| embed_text_rows(NAME, &model, &options, &texts))?;
+        let both = |r: usize| images[r].is_some() && texts[r].is_some();
+        let images: Vec<Option<&[u8]>> = (0..rows).map(|r| images[r].filter(|_| both(r))).collect();
+        let texts: Vec<Option<&str>> = (0..rows).map(|r| texts[r].filter(|_| both(r))).collect();
+        let embeddings = off_worker(|| embed_rows(NAME, &model, &options, &images, &texts))?;
+        let (image_embeddings, text_embeddings) = (embeddings.images, embeddings.texts);
         let scores: Float32Array = image_embeddings
             .iter()
             .zip(&text_embeddings)

@@ -68,6 +68,8 @@ pub fn vision_forward_rate(
     let flops = vision_flops(c, model.model.config().projection_dim) * batch as f64;
     time_for(budget, flops, || {
         model.model.image_features(&pixels)?;
+        // GPU kernels run asynchronously: a step ends when the device is done.
+        model.model.device().synchronize()?;
         Ok(())
     })
 }
@@ -79,6 +81,7 @@ pub fn matmul_rate(n: usize, device: &Device, budget: Duration) -> ModelResult<R
     let flops = 2.0 * (n as f64).powi(3);
     time_for(budget, flops, || {
         a.matmul(&b)?;
+        device.synchronize()?;
         Ok(())
     })
 }
