@@ -33,6 +33,19 @@ pub enum BenchCommand {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// `hqflow world pool`'s generation rate: rows/s rendered, encoded and written to
+    /// Parquet (in a temporary directory, removed afterwards).
+    World {
+        /// Rows to generate.
+        #[arg(long, default_value_t = 20_000)]
+        rows: u64,
+        /// Image options (size, format, threads).
+        #[command(flatten)]
+        image: crate::world::ImageArgs,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn model_error(e: hqflow_udfs::models::ModelError) -> DataFusionError {
@@ -84,5 +97,62 @@ pub fn run(command: &BenchCommand, status: Status) -> Result<Outcome> {
             println!("{report}");
             Ok(Outcome::Success)
         }
+        BenchCommand::World { rows, image, seed } => bench_world(*rows, image, *seed, status),
     }
+}
+
+fn bench_world(
+    rows: u64,
+    image: &crate::world::ImageArgs,
+    seed: u64,
+    status: Status,
+) -> Result<Outcome> {
+    if cfg!(debug_assertions) {
+        status.line(
+            "warning: a debug build; figures mean something only from `cargo build --release`",
+        );
+    }
+    let out = std::env::temp_dir().join(format!("hqflow-bench-world-{}", std::process::id()));
+    let args = crate::world::PoolArgs {
+        rows,
+        seed,
+        out: out.clone(),
+        image: image.clone(),
+        mix: crate::world::mix::Mix::default(),
+    };
+    crate::world::writer::prepare_dir(&out)?;
+    status.line(&format!(
+        "generating {rows} rows at {} px into {}",
+        image.size,
+        out.display()
+    ));
+    let started = std::time::Instant::now();
+    let result = crate::world::pool::write_pool(&args);
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes: u64 = std::fs::read_dir(&out)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&out);
+    let written = result?;
+    let threads = image.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |n| n as usize,
+    );
+    let report = serde_json::json!({
+        "benchmark": "world pool generation",
+        "rows": written.rows,
+        "size": image.size,
+        "format": format!("{:?}", image.format).to_lowercase(),
+        "threads": threads,
+        "seconds": seconds,
+        "rows_per_s": written.rows as f64 / seconds.max(1e-9),
+        "bytes_per_row": bytes as f64 / (written.rows.max(1)) as f64,
+    });
+    println!("{report}");
+    Ok(Outcome::Success)
 }

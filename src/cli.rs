@@ -36,7 +36,10 @@ pub enum Command {
     Schema(SchemaCommand),
     /// Generate a small pool and walk through hqflow's SQL on it.
     Demo(crate::demo::DemoArgs),
-    /// Measure model throughput (run a release build).
+    /// Generate a synthetic world with known truth: pools, seed annotations, eval sets.
+    #[command(subcommand)]
+    World(crate::world::WorldCommand),
+    /// Measure throughput (run a release build).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
 }
@@ -254,6 +257,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             schema_check(&table, &schema, status).await
         }
         Command::Demo(args) => crate::demo::run(&args, status).await,
+        Command::World(command) => crate::world::run(&command, status),
         Command::Bench(command) => crate::bench::run(&command, status),
     }
 }

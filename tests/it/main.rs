@@ -4,9 +4,11 @@
 //! - `cli`: the real `hqflow` binary in temporary directories.
 //! - `clip_conformance`: hqflow's CLIP against transformers' outputs on tiny checkpoints.
 //! - `s3`: a round trip through a local S3-compatible server (`tests/run.sh` starts one).
+//! - `world`: `hqflow world` pools, seed texts and eval sets against their truth columns.
 
 mod cli;
 mod clip_conformance;
 mod s3;
 mod slt;
 mod support;
+mod world;
