@@ -218,14 +218,15 @@ pub fn partial(scene: &Scene, rng: &mut Rng) -> Claims {
     }
     rng.shuffle(&mut chosen);
     let mut relations = Vec::new();
-    if chosen.len() >= 2 && rng.chance(0.35) {
-        if let Some(relation) = true_relation(scene, chosen[0], chosen[1], rng) {
-            relations.push(RelationClaim {
-                subject: 0,
-                relation,
-                object: 1,
-            });
-        }
+    if chosen.len() >= 2
+        && rng.chance(0.35)
+        && let Some(relation) = true_relation(scene, chosen[0], chosen[1], rng)
+    {
+        relations.push(RelationClaim {
+            subject: 0,
+            relation,
+            object: 1,
+        });
     }
     let objects = chosen
         .iter()
@@ -265,16 +266,16 @@ pub fn full_with_relation(scene: &Scene, rng: &mut Rng) -> Claims {
     let mut order: Vec<usize> = (0..claims.objects.len()).collect();
     rng.shuffle(&mut order);
     claims.objects = order.iter().map(|&i| claims.objects[i]).collect();
-    if order.len() >= 2 {
-        if let Some(relation) = true_relation(scene, order[0], order[1], rng) {
-            claims.relations.push(RelationClaim {
-                subject: 0,
-                relation,
-                object: 1,
-            });
-            claims.objects[0].position = None;
-            claims.objects[1].position = None;
-        }
+    if order.len() >= 2
+        && let Some(relation) = true_relation(scene, order[0], order[1], rng)
+    {
+        claims.relations.push(RelationClaim {
+            subject: 0,
+            relation,
+            object: 1,
+        });
+        claims.objects[0].position = None;
+        claims.objects[1].position = None;
     }
     claims
 }
@@ -368,10 +369,8 @@ pub fn object_phrase(
     if with_article {
         phrase = format!("{} {phrase}", article(&phrase));
     }
-    if with_position {
-        if let Some(p) = o.position {
-            phrase = format!("{phrase} {}", wording.position(p));
-        }
+    if with_position && let Some(p) = o.position {
+        phrase = format!("{phrase} {}", wording.position(p));
     }
     phrase
 }
@@ -418,10 +417,10 @@ fn objects_phrase(claims: &Claims, wording: &mut Wording) -> String {
     }
     let mut parts = phrases.into_iter();
     let mut text = parts.next().unwrap_or_default();
-    if let Some(r) = relation {
-        if let Some(second) = parts.next() {
-            text = format!("{text} {} {second}", wording.relation(r.relation));
-        }
+    if let Some(r) = relation
+        && let Some(second) = parts.next()
+    {
+        text = format!("{text} {} {second}", wording.relation(r.relation));
     }
     for part in parts {
         let joiner = match wording {

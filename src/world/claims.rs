@@ -294,14 +294,14 @@ impl Parser {
             self.claims.objects.push(mention);
             self.claims.objects.len() - 1
         });
-        if let Some((subject, relation)) = self.pending_relation.take() {
-            if subject != index {
-                self.claims.relations.push(RelationClaim {
-                    subject,
-                    relation,
-                    object: index,
-                });
-            }
+        if let Some((subject, relation)) = self.pending_relation.take()
+            && subject != index
+        {
+            self.claims.relations.push(RelationClaim {
+                subject,
+                relation,
+                object: index,
+            });
         }
         self.last = Some(index);
     }

@@ -219,15 +219,15 @@ fn paint_background(pixmap: &mut Pixmap, background: &Background, side: f32) -> 
                 Pattern::Checks => {
                     for i in 0..cells {
                         for j in 0..cells {
-                            if (i + j) % 2 == 0 {
-                                if let Some(rect) = Rect::from_xywh(
+                            if (i + j) % 2 == 0
+                                && let Some(rect) = Rect::from_xywh(
                                     i as f32 * period,
                                     j as f32 * period,
                                     period,
                                     period,
-                                ) {
-                                    pb.push_rect(rect);
-                                }
+                                )
+                            {
+                                pb.push_rect(rect);
                             }
                         }
                     }
@@ -292,20 +292,32 @@ mod tests {
 
     #[test]
     fn objects_are_drawn_in_their_color_with_soft_edges() {
-        let scene = Scene::random(&mut Rng::stream(11, &[0]));
+        let mut rng = Rng::stream(11, &[0]);
+        let mut scene = Scene::single(&mut rng, Shape::Circle, crate::world::vocab::Color::Red);
+        scene.background.kind = BackgroundKind::Solid;
         let side = 64;
         let rgb = rasterize(&scene, side).expect("renders");
         assert_eq!(rgb.len(), (side * side * 3) as usize);
         let object = &scene.objects[0];
+        let pixel = |x: usize, y: usize| -> [u8; 3] {
+            let i = (y * side as usize + x) * 3;
+            [rgb[i], rgb[i + 1], rgb[i + 2]]
+        };
         let (cx, cy) = (
             (object.center.0 * side as f32) as usize,
             (object.center.1 * side as f32) as usize,
         );
-        let center = &rgb[(cy * side as usize + cx) * 3..][..3];
-        if object.shape != Shape::Ring {
-            assert_eq!(center, object.rgb, "{object:?}");
-        }
-        // Anti-aliasing: some pixels are neither the object's color nor the background's.
+        assert_eq!(pixel(cx, cy), object.rgb);
+        assert_eq!(pixel(0, 0), scene.background.rgb);
+        // Anti-aliasing: the edge has pixels that are neither color.
+        let blended = (0..side as usize)
+            .flat_map(|y| (0..side as usize).map(move |x| (x, y)))
+            .filter(|&(x, y)| {
+                let p = pixel(x, y);
+                p != object.rgb && p != scene.background.rgb
+            })
+            .count();
+        assert!(blended > 10, "{blended} blended pixels");
         let png = encode(&rgb, side, Encoding::Png).expect("encodes");
         assert!(png.starts_with(b"\x89PNG"));
         let jpeg = encode(&rgb, side, Encoding::Jpeg).expect("encodes");
