@@ -52,7 +52,7 @@ pub enum ImageFormat {
 /// Image and output options shared by the world's commands.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImageArgs {
-    /// Image side in pixels.
+    /// Image side in pixels (16 to 224).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(16..=224))]
     pub size: u32,
     /// Image encoding.

@@ -447,3 +447,27 @@ fn world_errors_are_clear() {
     let quality = text_values(&read(&dir.path().join("junk")), "truth_quality");
     assert!(quality.iter().all(|q| q == "junk"));
 }
+
+#[test]
+fn bench_world_reports_a_rate() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = hqflow_in(
+        dir.path(),
+        &[
+            "bench",
+            "world",
+            "--rows",
+            "64",
+            "--size",
+            "16",
+            "--threads",
+            "2",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_str(run.ok().trim()).expect("one JSON object");
+    assert_eq!(report["rows"], 64);
+    assert!(
+        report["rows_per_s"].as_f64().is_some_and(|r| r > 0.0),
+        "{report}"
+    );
+}
