@@ -90,7 +90,7 @@ fn write_zeroshot(args: &EvalArgs, dir: &Path) -> Result<Written> {
     write_table(
         dir,
         Schema::new(fields),
-        classes.len() as u64 * args.per_class,
+        (classes.len() as u64).saturating_mul(args.per_class),
         args.image.threads(),
         args.image.shard_rows(),
         |row| {

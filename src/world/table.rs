@@ -30,7 +30,7 @@ pub fn text(s: impl Into<String>) -> Cell {
     Cell::Text(Some(s.into()))
 }
 
-/// A nullable Utf8 field.
+/// A Utf8 field.
 pub fn text_field(name: &str, nullable: bool) -> Field {
     Field::new(name, DataType::Utf8, nullable)
 }
