@@ -5,8 +5,13 @@
 #
 #   benches/dfn_score.sh [DATA_DIR]
 #
-# Env: PYTHON (a Python with torch, transformers, open_clip_torch, pillow, pyarrow),
-# THREADS (default: all cores), ROWS (default 2000), REPEAT (default 3).
+# Env: PYTHON (a Python with torch, transformers, pillow, pyarrow; open_clip_torch to make the
+# data without TOKENIZER_FROM), THREADS (default: all cores), ROWS (default 2000), REPEAT
+# (default 3), DEVICE (cpu or cuda; default cpu), BATCH (rows per forward pass on both sides;
+# default 32 for hqflow and 64 for PyTorch, their own defaults), WORKERS (PyTorch DataLoader
+# decode processes; default 0, decoding on the main thread), HQFLOW (a prebuilt hqflow binary;
+# default: cargo build --release), TOKENIZER_FROM (a checkpoint directory to copy tokenizer
+# files from when making the data).
 # Prints one JSON line per run and a summary line with medians and the ratio; the score sums
 # of both sides must agree, or the comparison is void.
 set -euo pipefail
@@ -16,24 +21,33 @@ PYTHON="${PYTHON:-python3}"
 THREADS="${THREADS:-$(nproc)}"
 ROWS="${ROWS:-2000}"
 REPEAT="${REPEAT:-3}"
+DEVICE="${DEVICE:-cpu}"
+WORKERS="${WORKERS:-0}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hqflow/target}"
 
-if ! "$PYTHON" -c "import torch, transformers, open_clip, PIL, pyarrow" 2>/dev/null; then
-  echo "benches/dfn_score.sh: skipped: $PYTHON lacks torch/transformers/open_clip_torch/pillow/pyarrow (set PYTHON)" >&2
+if ! "$PYTHON" -c "import torch, transformers, PIL, pyarrow" 2>/dev/null; then
+  echo "benches/dfn_score.sh: skipped: $PYTHON lacks torch/transformers/pillow/pyarrow (set PYTHON)" >&2
   exit 0
 fi
-[ -f "$DATA/pool.parquet" ] || "$PYTHON" benches/make_bench_data.py "$DATA" --rows "$ROWS"
-cargo build --release --locked --bin hqflow >&2
-HQFLOW="$CARGO_TARGET_DIR/release/hqflow"
+if [ ! -f "$DATA/pool.parquet" ]; then
+  "$PYTHON" benches/make_bench_data.py "$DATA" --rows "$ROWS" ${TOKENIZER_FROM:+--tokenizer-from "$TOKENIZER_FROM"}
+fi
+if [ -z "${HQFLOW:-}" ]; then
+  cargo build --release --locked --bin hqflow >&2
+  HQFLOW="$CARGO_TARGET_DIR/release/hqflow"
+fi
+HQFLOW_BATCH=(${BATCH:+-s "hqflow.model_batch=$BATCH"})
+
+elapsed() { "$PYTHON" -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$1" "$2"; }
 
 run_hqflow() {
   local start end out
   start=$(date +%s.%N)
   out=$(RAYON_NUM_THREADS="$THREADS" "$HQFLOW" sql -q -t "pool=$DATA/pool.parquet" -m "dfn=$DATA/clip-b32" \
-    -s "datafusion.execution.target_partitions=$THREADS" --format ndjson \
+    --device "$DEVICE" "${HQFLOW_BATCH[@]}" -s "datafusion.execution.target_partitions=$THREADS" --format ndjson \
     "SELECT count(*) AS rows, sum(dfn_score(img, txt, 'dfn')) AS score_sum FROM pool")
   end=$(date +%s.%N)
-  "$PYTHON" -c "import json,sys; r=json.loads(sys.argv[1]); s=float(sys.argv[2]); print(json.dumps({'impl':'hqflow','rows':r['rows'],'seconds':s,'pairs_per_s':r['rows']/s,'score_sum':r['score_sum']}))" "$out" "$(echo "$end - $start" | bc)"
+  "$PYTHON" -c "import json,sys; r=json.loads(sys.argv[1]); s=float(sys.argv[2]); print(json.dumps({'impl':'hqflow','device':sys.argv[3],'rows':r['rows'],'seconds':s,'pairs_per_s':r['rows']/s,'score_sum':r['score_sum']}))" "$out" "$(elapsed "$start" "$end")" "$DEVICE"
 }
 
 # The PyTorch side is timed as a whole process too (interpreter start and imports included),
@@ -41,9 +55,10 @@ run_hqflow() {
 run_torch() {
   local start end out
   start=$(date +%s.%N)
-  out=$("$PYTHON" benches/dfn_score_torch.py "$DATA" --threads "$THREADS" 2>/dev/null)
+  out=$("$PYTHON" benches/dfn_score_torch.py "$DATA" --threads "$THREADS" --device "$DEVICE" \
+    --workers "$WORKERS" ${BATCH:+--batch "$BATCH"} 2>/dev/null)
   end=$(date +%s.%N)
-  "$PYTHON" -c "import json,sys; r=json.loads(sys.argv[1]); s=float(sys.argv[2]); r.update(seconds=s, pairs_per_s=r['rows']/s); print(json.dumps(r))" "$out" "$(echo "$end - $start" | bc)"
+  "$PYTHON" -c "import json,sys; r=json.loads(sys.argv[1]); s=float(sys.argv[2]); r.update(seconds=s, pairs_per_s=r['rows']/s); print(json.dumps(r))" "$out" "$(elapsed "$start" "$end")"
 }
 
 results=$(mktemp)
@@ -51,7 +66,7 @@ for _ in $(seq "$REPEAT"); do
   run_hqflow | tee -a "$results"
   run_torch | tee -a "$results"
 done
-"$PYTHON" - "$results" "$THREADS" <<'PY'
+"$PYTHON" - "$results" "$THREADS" "$DEVICE" "$WORKERS" <<'PY'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 by = {k: [r for r in runs if r["impl"] == k] for k in ("hqflow", "pytorch")}
@@ -61,7 +76,8 @@ rows = by["hqflow"][0]["rows"]
 # Per pair, the scores may differ by JPEG decoder rounding (cosine >= 0.999 of embeddings),
 # not more: a mean difference above 1e-4 means the two sides computed different things.
 agree = rows == by["pytorch"][0]["rows"] and abs(sums["hqflow"] - sums["pytorch"]) <= 1e-4 * rows
-print(json.dumps({"benchmark": "dfn_score end to end", "threads": int(sys.argv[2]), "rows": rows,
+print(json.dumps({"benchmark": "dfn_score end to end", "threads": int(sys.argv[2]), "device": sys.argv[3],
+                  "pytorch_decode_workers": int(sys.argv[4]), "rows": rows,
                   "hqflow_pairs_per_s": round(med["hqflow"], 2), "pytorch_pairs_per_s": round(med["pytorch"], 2),
                   "ratio": round(med["hqflow"] / med["pytorch"], 3), "score_sums_agree": agree, "score_sums": sums}))
 PY

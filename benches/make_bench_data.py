@@ -2,19 +2,20 @@
 format (random weights: speed does not depend on them) with the real CLIP tokenizer, and a
 Parquet pool of JPEG images with captions.
 
-    python benches/make_bench_data.py OUT_DIR [--rows 2000]
+    python benches/make_bench_data.py OUT_DIR [--rows 2000] [--tokenizer-from DIR]
 
-Needs torch, transformers, open_clip_torch (for the BPE vocabulary), pillow, pyarrow.
+Needs torch, transformers, pillow, pyarrow, and open_clip_torch (for the BPE vocabulary)
+unless --tokenizer-from names a checkpoint directory whose tokenizer files are copied.
 """
 import argparse
 import gzip
 import io
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
-import open_clip
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
@@ -22,11 +23,10 @@ from PIL import Image, ImageDraw
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "clip"))
-from make_clip_fixtures import tokenizer_sources  # noqa: E402
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
-def checkpoint(out):
+def checkpoint(out, tokenizer_from=None):
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(0)
     # openai/clip-vit-base-patch32's shapes.
@@ -36,10 +36,17 @@ def checkpoint(out):
         projection_dim=512,
     )
     CLIPModel(config).eval().save_pretrained(out, safe_serialization=True)
-    vocab, merges = tokenizer_sources()
-    tok = CLIPTokenizer(vocab=dict(vocab), merges=list(merges))
-    tok.model_max_length = 77
-    tok.save_pretrained(out)
+    if tokenizer_from:
+        for name in TOKENIZER_FILES:
+            shutil.copy(os.path.join(tokenizer_from, name), out)
+    else:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "clip"))
+        from make_clip_fixtures import tokenizer_sources  # needs open_clip_torch
+
+        vocab, merges = tokenizer_sources()
+        tok = CLIPTokenizer(vocab=dict(vocab), merges=list(merges))
+        tok.model_max_length = 77
+        tok.save_pretrained(out)
     CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(out)
 
 
@@ -66,8 +73,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--rows", type=int, default=2000)
+    ap.add_argument("--tokenizer-from", help="copy tokenizer files from this checkpoint directory")
     a = ap.parse_args()
-    checkpoint(os.path.join(a.out, "clip-b32"))
+    checkpoint(os.path.join(a.out, "clip-b32"), a.tokenizer_from)
     pool(a.out, a.rows)
     json.dump({"rows": a.rows}, open(os.path.join(a.out, "meta.json"), "w"))
 
