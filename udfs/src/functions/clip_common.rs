@@ -212,7 +212,8 @@ pub fn embed_rows(
     let policy = BatchPolicy {
         batch: options.model_batch,
         max_wait: Duration::from_millis(options.batch_wait_ms),
-        in_flight: 2 * options.model_batch.max(workers),
+        // Enough to keep the next batch decoded while one runs; shared by every caller.
+        in_flight: 2 * options.model_batch + workers,
     };
     let (submitter, answers) = model.open(policy).map_err(exec)?;
     let checkpoint = model.checkpoint();

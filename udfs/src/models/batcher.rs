@@ -1,8 +1,9 @@
 //! One forward thread per loaded model. Rows from every partition and query that use the model
 //! meet in its queues and leave as micro-batches: a batch runs as soon as it is full, or when
 //! its oldest row has waited the allowed time. Callers decode and tokenize on their own
-//! threads while the previous micro-batch runs, and each caller bounds the rows it has in
-//! flight, so a fast decoder cannot pile up decoded images in memory.
+//! threads while the previous micro-batch runs. Rows in flight (submitted, not yet answered)
+//! are bounded per model across all callers, so fast decoders cannot pile up decoded images
+//! in memory however many partitions feed the model.
 //!
 //! Results are keyed by the caller's row, so the order in which batches form and finish never
 //! changes which result lands where.
@@ -41,7 +42,8 @@ pub struct BatchPolicy {
     pub batch: usize,
     /// How long a row may wait for others before a partial batch runs.
     pub max_wait: Duration,
-    /// Rows a caller may have submitted and not yet answered.
+    /// Rows that may be submitted and not yet answered, across every caller of the model
+    /// (the largest any open caller asked for).
     pub in_flight: usize,
 }
 
@@ -60,6 +62,7 @@ pub struct Batcher {
     checkpoint: Arc<ClipCheckpoint>,
     queue: Mutex<Sender<Item>>,
     counts: Arc<Counts>,
+    slots: Arc<Slots>,
 }
 
 /// What a batcher has run so far.
@@ -69,6 +72,8 @@ pub struct Counts {
     pub batches: AtomicU64,
     /// Rows in them.
     pub rows: AtomicU64,
+    /// Rows in the largest.
+    pub largest: AtomicU64,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -94,6 +99,10 @@ impl Batcher {
             checkpoint,
             queue: Mutex::new(queue),
             counts,
+            slots: Arc::new(Slots {
+                count: Mutex::new(SlotCount::default()),
+                freed: Condvar::new(),
+            }),
         })
     }
 
@@ -116,15 +125,13 @@ impl Batcher {
             .lock()
             .map_err(|_| ModelError("model queue poisoned by a panic".into()))?
             .clone();
+        self.slots.grow_to(policy.in_flight.max(1))?;
         let (reply, answers) = channel();
         let submitter = Submitter {
             queue,
             reply,
             policy,
-            slots: Arc::new(Slots {
-                free: Mutex::new(policy.in_flight.max(1)),
-                freed: Condvar::new(),
-            }),
+            slots: Arc::clone(&self.slots),
         };
         Ok((submitter, answers))
     }
@@ -140,7 +147,7 @@ pub struct Submitter {
 }
 
 impl Submitter {
-    /// Queues a row under `key`; waits while the caller has its limit of rows in flight.
+    /// Queues a row under `key`; waits while the model has its limit of rows in flight.
     pub fn submit(&self, key: usize, input: Input) -> ModelResult<()> {
         let slot = self.slots.take()?;
         let item = Item {
@@ -158,18 +165,37 @@ impl Submitter {
 }
 
 struct Slots {
-    free: Mutex<usize>,
+    count: Mutex<SlotCount>,
     freed: Condvar,
 }
 
+#[derive(Default)]
+struct SlotCount {
+    free: usize,
+    capacity: usize,
+}
+
+fn poisoned() -> ModelError {
+    ModelError("in-flight limit poisoned by a panic".into())
+}
+
 impl Slots {
-    fn take(self: &Arc<Self>) -> ModelResult<Slot> {
-        let poisoned = || ModelError("in-flight limit poisoned by a panic".into());
-        let mut free = self.free.lock().map_err(|_| poisoned())?;
-        while *free == 0 {
-            free = self.freed.wait(free).map_err(|_| poisoned())?;
+    fn grow_to(&self, capacity: usize) -> ModelResult<()> {
+        let mut count = self.count.lock().map_err(|_| poisoned())?;
+        if capacity > count.capacity {
+            count.free += capacity - count.capacity;
+            count.capacity = capacity;
+            self.freed.notify_all();
         }
-        *free -= 1;
+        Ok(())
+    }
+
+    fn take(self: &Arc<Self>) -> ModelResult<Slot> {
+        let mut count = self.count.lock().map_err(|_| poisoned())?;
+        while count.free == 0 {
+            count = self.freed.wait(count).map_err(|_| poisoned())?;
+        }
+        count.free -= 1;
         Ok(Slot(Arc::clone(self)))
     }
 }
@@ -178,8 +204,8 @@ struct Slot(Arc<Slots>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut free) = self.0.free.lock() {
-            *free += 1;
+        if let Ok(mut count) = self.0.count.lock() {
+            count.free += 1;
             self.0.freed.notify_one();
         }
     }
@@ -252,6 +278,9 @@ fn serve(model: &ClipCheckpoint, rows: &Receiver<Item>, counts: &Counts) {
             let batch: Vec<Item> = queue.drain(..take).collect();
             counts.batches.fetch_add(1, Ordering::Relaxed);
             counts.rows.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            counts
+                .largest
+                .fetch_max(batch.len() as u64, Ordering::Relaxed);
             run(model, batch);
             continue;
         }
@@ -344,7 +373,7 @@ mod tests {
         let policy = BatchPolicy {
             batch: 4,
             max_wait: Duration::from_secs(2),
-            in_flight: 3,
+            in_flight: 8,
         };
         let answers = std::thread::scope(|scope| {
             let callers: Vec<_> = (0..2)
@@ -384,6 +413,44 @@ mod tests {
                 assert!(diff < 1e-6, "row {} of caller {caller}: {diff}", reply.key);
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn rows_in_flight_are_bounded_across_callers() -> ModelResult<()> {
+        let model = tiny()?;
+        let batcher = Batcher::start(Arc::clone(&model))?;
+        let policy = BatchPolicy {
+            batch: 4,
+            max_wait: Duration::from_millis(30),
+            in_flight: 2,
+        };
+        let answered = std::thread::scope(|scope| {
+            let callers: Vec<_> = (0..2)
+                .map(|caller| {
+                    let (batcher, model) = (&batcher, &model);
+                    scope.spawn(move || -> ModelResult<usize> {
+                        let (submitter, answers) = batcher.open(policy)?;
+                        for row in 0..3 {
+                            submitter.submit(row, Input::Image(image(model, caller * 3 + row)))?;
+                        }
+                        drop(submitter);
+                        Ok(answers.iter().filter(|r| r.embedding.is_ok()).count())
+                    })
+                })
+                .collect();
+            callers
+                .into_iter()
+                .map(|c| {
+                    c.join()
+                        .unwrap_or_else(|_| Err(ModelError("caller panicked".into())))
+                })
+                .sum::<ModelResult<usize>>()
+        })?;
+        assert_eq!(answered, 6);
+        // Never more than 2 rows submitted and unanswered, so no batch of more than 2.
+        assert!(batcher.counts().largest.load(Ordering::Relaxed) <= 2);
+        assert!(batcher.counts().batches.load(Ordering::Relaxed) >= 3);
         Ok(())
     }
 
