@@ -10,7 +10,7 @@ Run once and commit the output (tests do not need Python):
 - nested.parquet: list, struct and fixed-size-list columns for output formats.
 - clip_pool.parquet: the CLIP conformance images (clip/images) with captions, plus bad rows:
   bytes that are not an image, a truncated JPEG, zero bytes, a PNG header claiming
-  30000x30000 pixels, NULL image, NULL text, a 100k-character caption.
+  30000x30000 pixels, NULL image, NULL text, a 100k-character caption, a 16-bit PNG.
 """
 import hashlib
 import os
@@ -55,6 +55,19 @@ def png_bomb_header():
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
 
 
+def png_16bit(width=12, height=8):
+    """A valid 16-bit-per-channel RGB PNG (a gradient), which Pillow reads as RGB after
+    dropping the low bytes."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    raw = b"".join(
+        b"\x00" + b"".join(struct.pack(">HHH", x * 5000, y * 8000, (x + y) * 2500) for x in range(width))
+        for y in range(height)
+    )
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
 def clip_pool():
     image_dir = os.path.join(HERE, "clip", "images")
     names = sorted(os.listdir(image_dir))
@@ -72,6 +85,7 @@ def clip_pool():
         ("null-img", "no image at all", None, "null"),
         ("null-txt", None, jpeg, "null"),
         ("long-txt", "word " * 20000, jpeg, "good"),
+        ("good-16bit", "a 16-bit png", png_16bit(), "good"),
     ]
     table = pa.table(
         {

@@ -490,7 +490,7 @@ fn model_errors_are_counted_and_reported_at_the_end() {
         "tiny=tests/data/clip/tiny-quickgelu",
         "SELECT count(*) AS n, count(dfn_score(img, txt, 'tiny')) AS scored FROM p",
     ]);
-    assert_eq!(run.ok(), "n,scored\n16,10\n");
+    assert_eq!(run.ok(), "n,scored\n17,11\n");
     for line in [
         "4 row(s) got NULL from a model function:",
         "dfn_score: 1 x corrupt image (e.g. corrupt image: truncated JPEG",
