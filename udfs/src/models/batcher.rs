@@ -57,7 +57,15 @@ struct Item {
     _slot: Slot,
 }
 
-/// A loaded checkpoint and the thread that runs its forward passes.
+/// Forward passes that may run at once. On the CPU two: the matrix products use every core,
+/// but candle runs the element-wise steps between them (bias and residual adds, activations,
+/// layout copies) on one thread, so a second pass keeps the other cores busy meanwhile. A GPU runs one
+/// stream, and one pass at a time keeps its memory use predictable.
+fn forward_threads(device: &candle_core::Device) -> usize {
+    if device.is_cpu() { 2 } else { 1 }
+}
+
+/// A loaded checkpoint and the threads that run its forward passes.
 pub struct Batcher {
     checkpoint: Arc<ClipCheckpoint>,
     queue: Mutex<Sender<Item>>,
@@ -88,13 +96,23 @@ impl Batcher {
     /// Starts the forward thread of `checkpoint`.
     pub fn start(checkpoint: Arc<ClipCheckpoint>) -> ModelResult<Self> {
         let (queue, rows) = channel();
-        let model = Arc::clone(&checkpoint);
         let counts = Arc::new(Counts::default());
-        let counted = Arc::clone(&counts);
-        std::thread::Builder::new()
-            .name("hqflow-forward".into())
-            .spawn(move || serve(&model, &rows, &counted))
-            .map_err(|e| ModelError(format!("cannot start the model thread: {e}")))?;
+        let intake = Arc::new(Mutex::new(Intake {
+            rows,
+            queues: Queues::default(),
+            open: true,
+        }));
+        for _ in 0..forward_threads(checkpoint.model.device()) {
+            let (model, counts, intake) = (
+                Arc::clone(&checkpoint),
+                Arc::clone(&counts),
+                Arc::clone(&intake),
+            );
+            std::thread::Builder::new()
+                .name("hqflow-forward".into())
+                .spawn(move || serve(&model, &intake, &counts))
+                .map_err(|e| ModelError(format!("cannot start a model thread: {e}")))?;
+        }
         Ok(Batcher {
             checkpoint,
             queue: Mutex::new(queue),
@@ -259,47 +277,71 @@ impl Queues {
     }
 }
 
-fn serve(model: &ClipCheckpoint, rows: &Receiver<Item>, counts: &Counts) {
-    let mut queues = Queues::default();
-    let mut open = true;
-    while open || !queues.is_empty() {
-        if queues.is_empty() {
-            match rows.recv() {
-                Ok(item) => queues.push(item),
-                Err(_) => return,
+/// Where rows arrive and wait to be batched; one forward thread at a time forms a batch.
+struct Intake {
+    rows: Receiver<Item>,
+    queues: Queues,
+    open: bool,
+}
+
+impl Intake {
+    /// The next micro-batch, waiting for it as long as needed; `None` once every caller is
+    /// gone and nothing is queued.
+    fn next_batch(&mut self) -> Option<Vec<Item>> {
+        let queues = &mut self.queues;
+        while self.open || !queues.is_empty() {
+            if queues.is_empty() {
+                match self.rows.recv() {
+                    Ok(item) => queues.push(item),
+                    Err(_) => return None,
+                }
             }
-        }
-        while let Ok(item) = rows.try_recv() {
-            queues.push(item);
-        }
-        let now = Instant::now();
-        if let Some(queue) = queues.ready(now) {
-            let take = queue.front().map_or(0, |f| f.batch).min(queue.len());
-            let batch: Vec<Item> = queue.drain(..take).collect();
-            counts.batches.fetch_add(1, Ordering::Relaxed);
-            counts.rows.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            counts
-                .largest
-                .fetch_max(batch.len() as u64, Ordering::Relaxed);
-            run(model, batch);
-            continue;
-        }
-        let Some(deadline) = queues.next_deadline() else {
-            continue;
-        };
-        match rows.recv_timeout(deadline.saturating_duration_since(now)) {
-            Ok(item) => queues.push(item),
-            Err(RecvTimeoutError::Timeout) => {}
-            // No caller can send any more: drain what is queued without waiting.
-            Err(RecvTimeoutError::Disconnected) => {
-                open = false;
-                for queue in [&mut queues.images, &mut queues.texts] {
-                    for item in queue.iter_mut() {
-                        item.deadline = now;
+            while let Ok(item) = self.rows.try_recv() {
+                queues.push(item);
+            }
+            let now = Instant::now();
+            if let Some(queue) = queues.ready(now) {
+                let take = queue.front().map_or(0, |f| f.batch).min(queue.len());
+                return Some(queue.drain(..take).collect());
+            }
+            let Some(deadline) = queues.next_deadline() else {
+                continue;
+            };
+            match self
+                .rows
+                .recv_timeout(deadline.saturating_duration_since(now))
+            {
+                Ok(item) => queues.push(item),
+                Err(RecvTimeoutError::Timeout) => {}
+                // No caller can send any more: drain what is queued without waiting.
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.open = false;
+                    for queue in [&mut queues.images, &mut queues.texts] {
+                        for item in queue.iter_mut() {
+                            item.deadline = now;
+                        }
                     }
                 }
             }
         }
+        None
+    }
+}
+
+fn serve(model: &ClipCheckpoint, intake: &Mutex<Intake>, counts: &Counts) {
+    loop {
+        // Another forward thread forming a batch holds the intake; this one waits its turn.
+        let batch = match intake.lock() {
+            Ok(mut intake) => intake.next_batch(),
+            Err(_) => None,
+        };
+        let Some(batch) = batch else { return };
+        counts.batches.fetch_add(1, Ordering::Relaxed);
+        counts.rows.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        counts
+            .largest
+            .fetch_max(batch.len() as u64, Ordering::Relaxed);
+        run(model, batch);
     }
 }
 
