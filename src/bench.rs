@@ -120,7 +120,7 @@ fn bench_world(
         image: image.clone(),
         mix: crate::world::mix::Mix::default(),
     };
-    crate::world::writer::prepare_dir(&out)?;
+    crate::shards::prepare_dir(&out)?;
     status.line(&format!(
         "generating {rows} rows at {} px into {}",
         image.size,

@@ -17,6 +17,7 @@ pub mod object_stores;
 pub mod output;
 pub mod script;
 pub mod session;
+pub mod shards;
 pub mod shell;
 pub mod tables;
 pub mod world;

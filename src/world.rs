@@ -246,7 +246,7 @@ fn write_manifest(dir: &Path, manifest: serde_json::Value) -> Result<()> {
         "{}\n",
         serde_json::to_string_pretty(&manifest).unwrap_or_default()
     );
-    writer::write_atomic(&dir.join("world.json"), text.as_bytes())
+    crate::shards::write_atomic(&dir.join("world.json"), text.as_bytes())
 }
 
 fn rate_line(what: &str, rows: usize, shards: usize, dir: &Path, started: Instant) -> String {
@@ -263,7 +263,7 @@ pub fn run(command: &WorldCommand, status: Status) -> Result<Outcome> {
     match command {
         WorldCommand::Pool(args) => {
             let started = Instant::now();
-            writer::prepare_dir(&args.out)?;
+            crate::shards::prepare_dir(&args.out)?;
             let written = pool::write_pool(args)?;
             write_manifest(
                 &args.out,
@@ -287,7 +287,7 @@ pub fn run(command: &WorldCommand, status: Status) -> Result<Outcome> {
         }
         WorldCommand::Seed(args) => {
             let started = Instant::now();
-            writer::prepare_dir(&args.out)?;
+            crate::shards::prepare_dir(&args.out)?;
             let written = pool::write_seed(args)?;
             write_manifest(
                 &args.out,
@@ -311,7 +311,7 @@ pub fn run(command: &WorldCommand, status: Status) -> Result<Outcome> {
         }
         WorldCommand::Eval(args) => {
             let started = Instant::now();
-            writer::prepare_dir(&args.out)?;
+            crate::shards::prepare_dir(&args.out)?;
             let sets = eval_sets::write_eval(args)?;
             let rows: usize = sets.iter().map(|(_, w)| w.rows).sum();
             let shards: usize = sets.iter().map(|(_, w)| w.shards.len()).sum();

@@ -17,8 +17,8 @@ use super::rng::Rng;
 use super::scene::Scene;
 use super::table::{Cell, Written, text, text_field, write_table};
 use super::vocab::{Color, Shape};
-use super::writer::{prepare_dir, write_atomic};
 use super::{Domain, EvalArgs, Purpose, encode_scene, row_rng, row_scene, row_uid};
+use crate::shards::{prepare_dir, write_atomic};
 
 /// Zero-shot prompt templates; `{}` is the class name.
 pub const TEMPLATES: &[&str] = &[

@@ -10,7 +10,8 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
 
-use super::writer::{ShardWriter, generate};
+use super::writer::generate;
+use crate::shards::ShardWriter;
 
 /// One value of a generated row.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,7 +143,7 @@ where
     M: Fn(u64) -> Result<Vec<Cell>> + Sync,
 {
     let schema: SchemaRef = Arc::new(schema);
-    let mut writer = ShardWriter::new(dir, Arc::clone(&schema), shard_rows)?;
+    let mut writer = ShardWriter::new(dir, Arc::clone(&schema), shard_rows, "hqflow world")?;
     generate(rows, threads, make, |chunk| {
         writer.write(&to_batch(&schema, chunk)?)
     })?;

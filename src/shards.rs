@@ -1,0 +1,175 @@
+//! Writing tables as Parquet shards: `part-00000.parquet`, … of a fixed row count, each
+//! written under a temporary name and renamed when complete, so a reader never sees a
+//! half-written shard. Used by everything that writes a table of its own (`hqflow world`,
+//! `hqflow ingest`).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::{DataFusionError, Result};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+/// Rows per Parquet row group (and per generated chunk).
+pub const CHUNK_ROWS: usize = 1024;
+
+/// A row group is flushed early once its buffered data reaches this size, so rows with large
+/// images do not hold [`CHUNK_ROWS`] images in memory.
+pub const MAX_ROW_GROUP_BYTES: usize = 64 << 20;
+
+fn io_error(what: &str, path: &Path, e: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::Execution(format!("cannot {what} '{}': {e}", path.display()))
+}
+
+/// Creates `dir` for a new table; refuses one that already has files in it.
+pub fn prepare_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        let mut entries = std::fs::read_dir(dir).map_err(|e| io_error("read", dir, e))?;
+        if entries.next().is_some() {
+            return Err(DataFusionError::Plan(format!(
+                "'{}' already exists and is not empty; remove it or choose another --out",
+                dir.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| io_error("create directory", dir, e))
+}
+
+/// Writes a file under a temporary name, then renames it into place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_name(path);
+    std::fs::write(&tmp, bytes).map_err(|e| io_error("write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_error("rename into", path, e))
+}
+
+fn temp_name(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+struct OpenShard {
+    writer: ArrowWriter<File>,
+    tmp: PathBuf,
+    path: PathBuf,
+    rows: usize,
+}
+
+/// Parquet shards `part-00000.parquet`, `part-00001.parquet`, … of `shard_rows` rows each.
+pub struct ShardWriter {
+    dir: PathBuf,
+    schema: SchemaRef,
+    shard_rows: usize,
+    props: WriterProperties,
+    open: Option<OpenShard>,
+    written: Vec<PathBuf>,
+    rows: usize,
+}
+
+impl ShardWriter {
+    /// A writer into `dir` (which must exist); `created_by` goes into each file's metadata
+    /// (fixed, so the bytes do not change with the parquet crate's version string).
+    pub fn new(dir: &Path, schema: SchemaRef, shard_rows: usize, created_by: &str) -> Result<Self> {
+        if shard_rows == 0 {
+            return Err(DataFusionError::Plan(
+                "--shard-rows must be positive".into(),
+            ));
+        }
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(CHUNK_ROWS))
+            .set_created_by(created_by.to_string())
+            .build();
+        Ok(ShardWriter {
+            dir: dir.to_path_buf(),
+            schema,
+            shard_rows,
+            props,
+            open: None,
+            written: Vec::new(),
+            rows: 0,
+        })
+    }
+
+    fn open_shard(&mut self) -> Result<OpenShard> {
+        let path = self
+            .dir
+            .join(format!("part-{:05}.parquet", self.written.len()));
+        let tmp = temp_name(&path);
+        let file = File::create(&tmp).map_err(|e| io_error("create", &tmp, e))?;
+        let writer = ArrowWriter::try_new(file, Arc::clone(&self.schema), Some(self.props.clone()))
+            .map_err(|e| io_error("start Parquet file", &tmp, e))?;
+        Ok(OpenShard {
+            writer,
+            tmp,
+            path,
+            rows: 0,
+        })
+    }
+
+    fn close_shard(&mut self, shard: OpenShard) -> Result<()> {
+        shard
+            .writer
+            .close()
+            .map_err(|e| io_error("finish Parquet file", &shard.tmp, e))?;
+        std::fs::rename(&shard.tmp, &shard.path)
+            .map_err(|e| io_error("rename into", &shard.path, e))?;
+        self.written.push(shard.path);
+        Ok(())
+    }
+
+    /// Appends rows, starting a new shard whenever one is full.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let mut shard = match self.open.take() {
+                Some(shard) => shard,
+                None => self.open_shard()?,
+            };
+            let take = (self.shard_rows - shard.rows).min(batch.num_rows() - offset);
+            shard
+                .writer
+                .write(&batch.slice(offset, take))
+                .map_err(|e| io_error("write", &shard.tmp, e))?;
+            if shard.writer.in_progress_size() >= MAX_ROW_GROUP_BYTES {
+                shard
+                    .writer
+                    .flush()
+                    .map_err(|e| io_error("write", &shard.tmp, e))?;
+            }
+            shard.rows += take;
+            offset += take;
+            self.rows += take;
+            if shard.rows == self.shard_rows {
+                self.close_shard(shard)?;
+            } else {
+                self.open = Some(shard);
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes the last shard; returns every shard written.
+    pub fn finish(mut self) -> Result<Vec<PathBuf>> {
+        if let Some(shard) = self.open.take() {
+            self.close_shard(shard)?;
+        }
+        if self.written.is_empty() {
+            // An empty table is still a table: one shard with the schema and no rows.
+            let shard = self.open_shard()?;
+            self.close_shard(shard)?;
+        }
+        Ok(self.written)
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
