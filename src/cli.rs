@@ -39,6 +39,9 @@ pub enum Command {
     /// Generate a synthetic world with known truth: pools, seed annotations, eval sets.
     #[command(subcommand)]
     World(crate::world::WorldCommand),
+    /// Turn webdataset shards, img2dataset output, folders or packaged datasets into pools.
+    #[command(subcommand)]
+    Ingest(crate::ingest::IngestCommand),
     /// Measure throughput (run a release build).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -150,6 +153,11 @@ impl Status {
         Status { quiet }
     }
 
+    /// Whether `--quiet` was given.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// Prints one line on stderr.
     pub fn line(&self, text: &str) {
         if !self.quiet {
@@ -258,6 +266,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         }
         Command::Demo(args) => crate::demo::run(&args, status).await,
         Command::World(command) => crate::world::run(&command, status),
+        Command::Ingest(command) => crate::ingest::run(&command, status),
         Command::Bench(command) => crate::bench::run(&command, status),
     }
 }

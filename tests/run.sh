@@ -3,8 +3,14 @@
 # S3-compatible server from PyPI, in a virtualenv), starts that server on loopback, runs
 # every Rust test in the dev profile, and stops the server.
 #
+# The package pools' test needs Debian and npm packages: they are fetched (once, ~420 MB) and
+# unpacked by tests/data/packages/fetch_pools.sh; when that cannot work here (no apt-get, npm
+# or network), those tests are skipped with a line saying so.
+#
 # Env: CARGO_TARGET_DIR (default ~/.cache/hqflow/target, outside the clone so builds are
-# reused), HQFLOW_TEST_VENV (default ~/.cache/hqflow/test-venv).
+# reused), HQFLOW_TEST_VENV (default ~/.cache/hqflow/test-venv), HQFLOW_PACKAGES (where the
+# packages are unpacked, default ~/.cache/hqflow/packages), HQFLOW_REQUIRE_PACKAGES=1 (fail
+# instead of skipping when the packages cannot be fetched).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,5 +43,18 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 export HQFLOW_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+
+packages="${HQFLOW_PACKAGES:-$HOME/.cache/hqflow/packages}"
+fetch_status=0
+bash tests/data/packages/fetch_pools.sh "$packages" || fetch_status=$?
+if [[ $fetch_status -eq 0 ]]; then
+  export HQFLOW_TEST_PACKAGES="$packages"
+elif [[ $fetch_status -eq 3 && "${HQFLOW_REQUIRE_PACKAGES:-}" != 1 ]]; then
+  echo "tests/run.sh: SKIPPED the package pools tests (tests/it/packages.rs): the packages could not be fetched (see above)" >&2
+  unset HQFLOW_TEST_PACKAGES
+else
+  echo "tests/run.sh: fetching the packages failed (exit $fetch_status)" >&2
+  exit 1
+fi
 
 cargo test --workspace --locked

@@ -5,9 +5,14 @@
 //! - `clip_conformance`: hqflow's CLIP against transformers' outputs on tiny checkpoints.
 //! - `s3`: a round trip through a local S3-compatible server (`tests/run.sh` starts one).
 //! - `world`: `hqflow world` pools, seed texts and eval sets against their truth columns.
+//! - `ingest`: `hqflow ingest` of webdataset shards (written by Python's tarfile),
+//!   img2dataset output and folders, with bad input.
+//! - `packages`: the package pools' row counts (only when tests/run.sh could fetch them).
 
 mod cli;
 mod clip_conformance;
+mod ingest;
+mod packages;
 mod s3;
 mod slt;
 mod support;
