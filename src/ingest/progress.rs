@@ -59,12 +59,12 @@ impl Progress {
         let mut line = format!("ingest: {rows} rows, {problems} bad");
         if self.total > 0 {
             let share = (done as f64 / self.total as f64).clamp(0.0, 1.0);
-            line.push_str(&format!(
-                ", {:.0}% of {} {}",
-                share * 100.0,
-                self.total,
-                self.unit
-            ));
+            let total = if self.unit == "bytes" {
+                format!("{:.0} MB", self.total as f64 / 1e6)
+            } else {
+                format!("{} {}", self.total, self.unit)
+            };
+            line.push_str(&format!(", {:.0}% of {total}", share * 100.0));
             if share > 0.0 {
                 let left = elapsed.as_secs_f64() * (1.0 - share) / share;
                 line.push_str(&format!(", ETA {}", clock(left)));
