@@ -110,9 +110,11 @@ fn conforms(name: &str) {
             "{name}: image embedding of {} from reference pixels differs by {d}",
             image.file
         );
-        // End to end from encoded bytes.
+        // End to end from encoded bytes, the way the SQL functions do it: 8-bit planes,
+        // rescaled and normalized on the model's device.
+        let input = ckpt.image_input(&bytes).expect("decodes");
         let from_bytes = ckpt
-            .embed_pixels(std::slice::from_ref(&ours))
+            .embed_image_inputs(std::slice::from_ref(&input))
             .expect("embeds")[0]
             .clone();
         let cos = cosine(&from_bytes, &image.embedding);

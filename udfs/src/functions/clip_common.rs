@@ -241,7 +241,7 @@ pub fn embed_rows(
             scope.spawn(move || {
                 while let Some(&row) = image_rows.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let Some(bytes) = images[row] else { continue };
-                    match checkpoint.pixels(bytes) {
+                    match checkpoint.image_input(bytes) {
                         Ok(pixels) => {
                             if let Err(e) = submitter.submit(2 * row, Input::Image(pixels)) {
                                 fail(row, "model stopped", e.to_string());

@@ -20,8 +20,8 @@ use super::{ClipCheckpoint, ModelError, ModelResult};
 /// What one row asks of the model.
 #[derive(Debug)]
 pub enum Input {
-    /// Preprocessed pixels (CHW, the vision tower's size).
-    Image(Vec<f32>),
+    /// An image as the checkpoint's `image_input` makes it (8-bit CHW planes).
+    Image(Vec<u8>),
     /// Token ids (at most the context length).
     Text(Vec<u32>),
 }
@@ -359,7 +359,7 @@ fn run(model: &ClipCheckpoint, batch: Vec<Item>) {
     }
     let result = catch_unwind(AssertUnwindSafe(|| {
         if tokens.is_empty() {
-            model.embed_pixels(&pixels)
+            model.embed_image_inputs(&pixels)
         } else {
             model.model.embed_text(&tokens)
         }
@@ -401,10 +401,10 @@ mod tests {
         Ok(Arc::new(ClipCheckpoint::load(&dir, &Device::Cpu)?))
     }
 
-    fn image(model: &ClipCheckpoint, seed: usize) -> Vec<f32> {
+    fn image(model: &ClipCheckpoint, seed: usize) -> Vec<u8> {
         let side = model.image_size();
         (0..3 * side * side)
-            .map(|i| ((i * 31 + seed * 17) % 97) as f32 / 48.0 - 1.0)
+            .map(|i| ((i * 31 + seed * 17) % 251) as u8)
             .collect()
     }
 
@@ -445,7 +445,8 @@ mod tests {
         for (caller, replies) in answers.into_iter().enumerate() {
             assert_eq!(replies.len(), 6);
             for reply in replies {
-                let expected = model.embed_pixels(&[image(&model, caller * 6 + reply.key)])?;
+                let expected =
+                    model.embed_image_inputs(&[image(&model, caller * 6 + reply.key)])?;
                 let got = reply.embedding.map_err(ModelError)?;
                 let diff = got
                     .iter()

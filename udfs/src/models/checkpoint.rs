@@ -96,27 +96,58 @@ impl ClipCheckpoint {
         self.model.embed_text(&self.tokenize(texts)?)
     }
 
-    /// Preprocessed pixels (CHW) for encoded image bytes, checked against the model's size.
-    pub fn pixels(&self, bytes: &[u8]) -> Result<Vec<f32>, DecodeError> {
+    /// The model's input for encoded image bytes: decoded, resized and cropped, as 8-bit CHW
+    /// planes (rescaling and normalizing happen on the device, in [`Self::embed_image_inputs`]).
+    pub fn image_input(&self, bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+        self.preprocessor.crop_bytes(bytes)
+    }
+
+    /// Fully preprocessed pixels (CHW f32) for encoded image bytes, computed on the CPU: what
+    /// the model reads, for comparing with a reference implementation's.
+    pub fn pixels(&self, bytes: &[u8]) -> ModelResult<Vec<f32>> {
         self.preprocessor.process_bytes(bytes)
     }
 
-    /// L2-normalized embeddings of preprocessed images (each CHW, the model's size).
+    fn check_input_size(&self, sizes: impl Iterator<Item = usize>) -> ModelResult<usize> {
+        let side = self.image_size();
+        let expected = 3 * side * side;
+        for size in sizes {
+            if size != expected {
+                return Err(ModelError(format!(
+                    "preprocessing gives {size} values per image but the vision tower needs \
+                     3x{side}x{side}; preprocessor_config.json and config.json disagree"
+                )));
+            }
+        }
+        Ok(side)
+    }
+
+    /// L2-normalized embeddings of images given as [`Self::image_input`] makes them.
+    pub fn embed_image_inputs(&self, images: &[Vec<u8>]) -> ModelResult<Vec<Vec<f32>>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let side = self.check_input_size(images.iter().map(Vec::len))?;
+        let planes = Tensor::from_vec(
+            images.concat(),
+            (images.len(), 3, side, side),
+            self.model.device(),
+        )?;
+        let pixels = self.preprocessor.normalize_tensor(&planes)?;
+        self.model.embed_images(&pixels)
+    }
+
+    /// L2-normalized embeddings of preprocessed images (each CHW f32, the model's size).
     pub fn embed_pixels(&self, images: &[Vec<f32>]) -> ModelResult<Vec<Vec<f32>>> {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let side = self.image_size();
-        let expected = 3 * side * side;
-        if let Some(bad) = images.iter().find(|p| p.len() != expected) {
-            return Err(ModelError(format!(
-                "preprocessing gives {} values per image but the vision tower needs 3x{side}x{side}; \
-                 preprocessor_config.json and config.json disagree",
-                bad.len()
-            )));
-        }
-        let flat: Vec<f32> = images.concat();
-        let pixels = Tensor::from_vec(flat, (images.len(), 3, side, side), self.model.device())?;
+        let side = self.check_input_size(images.iter().map(Vec::len))?;
+        let pixels = Tensor::from_vec(
+            images.concat(),
+            (images.len(), 3, side, side),
+            self.model.device(),
+        )?;
         self.model.embed_images(&pixels)
     }
 }

@@ -2,6 +2,7 @@
 //! transformers' `CLIPImageProcessorPil` runs it: convert to RGB, resize (shortest edge, or
 //! squash to height×width) with Pillow's filter, center crop, rescale, normalize.
 
+use candle_core::{DType, Tensor};
 use image::RgbImage;
 use serde::Deserialize;
 use serde_json::Value;
@@ -204,8 +205,10 @@ impl Preprocessor {
         }
     }
 
-    /// Runs the pipeline on decoded RGB, returning CHW f32 values.
-    pub fn process_rgb(&self, rgb: &RgbImage) -> Vec<f32> {
+    /// Resizes and crops decoded RGB: the 8-bit CHW planes the model's input is made of.
+    /// Rescaling and normalizing ([`Self::normalize_tensor`]) happen on the model's device,
+    /// so a quarter of the bytes cross to it.
+    pub fn crop_rgb(&self, rgb: &RgbImage) -> Vec<u8> {
         let (rh, rw) = self.resized_size((rgb.height(), rgb.width()));
         let resized = resize(rgb, rw, rh, self.filter);
         let (oh, ow) = self.crop.unwrap_or((rh, rw));
@@ -214,31 +217,65 @@ impl Preprocessor {
         let top = (i64::from(rh) - i64::from(oh)).div_euclid(2);
         let left = (i64::from(rw) - i64::from(ow)).div_euclid(2);
         let plane = (oh * ow) as usize;
-        let mut out = vec![0f32; 3 * plane];
-        let scale = self.rescale.unwrap_or(1.0);
+        let mut out = vec![0u8; 3 * plane];
         for y in 0..oh as i64 {
             for x in 0..ow as i64 {
                 let (sy, sx) = (y + top, x + left);
-                let inside = sy >= 0 && sx >= 0 && sy < i64::from(rh) && sx < i64::from(rw);
-                let px = if inside {
-                    resized.get_pixel(sx as u32, sy as u32).0
-                } else {
-                    [0, 0, 0]
-                };
-                for c in 0..3 {
-                    let mut v = f32::from(px[c]) * scale;
-                    if let Some((mean, std)) = &self.normalize {
-                        v = (v - mean[c]) / std[c];
-                    }
-                    out[c * plane + (y as usize) * ow as usize + x as usize] = v;
+                if sy < 0 || sx < 0 || sy >= i64::from(rh) || sx >= i64::from(rw) {
+                    continue;
+                }
+                let px = resized.get_pixel(sx as u32, sy as u32).0;
+                let at = (y as usize) * ow as usize + x as usize;
+                for (c, v) in px.into_iter().enumerate() {
+                    out[c * plane + at] = v;
                 }
             }
         }
         out
     }
 
+    /// Rescales and normalizes 8-bit CHW images `[batch, 3, h, w]` (u8) into the f32 values
+    /// the model reads, with the same f32 operations as transformers: `v·scale`, then
+    /// `(v − mean) / std` per channel.
+    pub fn normalize_tensor(&self, images: &Tensor) -> candle_core::Result<Tensor> {
+        let device = images.device();
+        let mut xs = images.to_dtype(DType::F32)?;
+        if let Some(scale) = self.rescale {
+            xs = (xs * f64::from(scale))?;
+        }
+        if let Some((mean, std)) = &self.normalize {
+            let channel = |v: &[f32; 3]| Tensor::from_slice(v, (1, 3, 1, 1), device);
+            xs = xs
+                .broadcast_sub(&channel(mean)?)?
+                .broadcast_div(&channel(std)?)?;
+        }
+        Ok(xs)
+    }
+
+    /// Runs the whole pipeline on decoded RGB on the CPU, returning CHW f32 values.
+    pub fn process_rgb(&self, rgb: &RgbImage) -> ModelResult<Vec<f32>> {
+        let planes = self.crop_rgb(rgb);
+        let n = planes.len() / 3;
+        let (h, w) = self
+            .crop
+            .unwrap_or_else(|| self.resized_size((rgb.height(), rgb.width())));
+        debug_assert_eq!(n, (h * w) as usize);
+        let images = Tensor::from_vec(
+            planes,
+            (1, 3, h as usize, w as usize),
+            &candle_core::Device::Cpu,
+        )?;
+        Ok(self.normalize_tensor(&images)?.flatten_all()?.to_vec1()?)
+    }
+
+    /// Decodes, resizes and crops encoded image bytes (8-bit CHW planes).
+    pub fn crop_bytes(&self, bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+        Ok(self.crop_rgb(&decode_rgb(bytes)?))
+    }
+
     /// Decodes and preprocesses encoded image bytes.
-    pub fn process_bytes(&self, bytes: &[u8]) -> Result<Vec<f32>, DecodeError> {
-        Ok(self.process_rgb(&decode_rgb(bytes)?))
+    pub fn process_bytes(&self, bytes: &[u8]) -> ModelResult<Vec<f32>> {
+        let rgb = decode_rgb(bytes).map_err(|e| ModelError(e.to_string()))?;
+        self.process_rgb(&rgb)
     }
 }
