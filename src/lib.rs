@@ -22,4 +22,5 @@ pub mod session;
 pub mod shards;
 pub mod shell;
 pub mod tables;
+pub mod train;
 pub mod world;

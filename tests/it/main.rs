@@ -4,6 +4,7 @@
 //! - `cli`: the real `hqflow` binary in temporary directories.
 //! - `clip_conformance`: hqflow's CLIP against transformers' outputs on tiny checkpoints.
 //! - `s3`: a round trip through a local S3-compatible server (`tests/run.sh` starts one).
+//! - `train`: `hqflow-train` fit, resume and eval on a small world table.
 //! - `world`: `hqflow world` pools, seed texts and eval sets against their truth columns.
 //! - `ingest`: `hqflow ingest` of webdataset shards (written by Python's tarfile),
 //!   img2dataset output and folders, with bad input.
@@ -16,4 +17,5 @@ mod packages;
 mod s3;
 mod slt;
 mod support;
+mod train;
 mod world;

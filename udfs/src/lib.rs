@@ -11,6 +11,7 @@ pub mod errors;
 pub mod functions;
 pub mod models;
 mod options;
+pub mod training;
 
 pub use errors::{RowErrorSummary, RowErrors};
 pub use options::{HqflowOptions, ModelLocation, OnError, check_model_name};

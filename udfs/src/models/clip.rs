@@ -3,8 +3,10 @@
 //! text tower pooled at the end-of-text token, a ViT pooled at the class token, and linear
 //! projections into a shared space. Tensor names mirror the checkpoint's.
 //!
-//! Inference only for now: LayerNorm and softmax use candle's fused kernels, which do not
-//! propagate gradients (see STACK.md); training needs the composed forms.
+//! One architecture, two ways to run it ([`Mode`]): inference uses candle's fused LayerNorm
+//! and softmax kernels, which are fast but silently detached from the autograd graph (see
+//! STACK.md); training uses composed forms of the same functions, so that gradients reach
+//! every parameter, the embeddings included.
 
 use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
@@ -12,10 +14,47 @@ use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use super::ModelResult;
 use super::clip_config::{Activation, ClipConfig, TextConfig, VisionConfig};
 
-fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
+/// How a [`Clip`] computes its LayerNorms and attention softmax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// candle's fused kernels: fastest, but no gradient flows through them.
+    #[default]
+    Inference,
+    /// Composed from basic ops, so `backward` reaches every parameter; weights are read from
+    /// their variables at each forward, so optimizer updates are seen.
+    Training,
+}
+
+/// A LayerNorm that runs fused or composed by [`Mode`].
+struct Norm {
+    fused: LayerNorm,
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+    mode: Mode,
+}
+
+impl Norm {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        match self.mode {
+            Mode::Inference => self.fused.forward(xs),
+            Mode::Training => {
+                candle_nn::ops::layer_norm_slow(xs, &self.weight, &self.bias, self.eps as f32)
+            }
+        }
+    }
+}
+
+fn layer_norm(size: usize, eps: f64, mode: Mode, vb: VarBuilder) -> candle_core::Result<Norm> {
     let weight = vb.get(size, "weight")?;
     let bias = vb.get(size, "bias")?;
-    Ok(LayerNorm::new(weight, bias, eps))
+    Ok(Norm {
+        fused: LayerNorm::new(weight.clone(), bias.clone(), eps),
+        weight,
+        bias,
+        eps,
+        mode,
+    })
 }
 
 fn activate(act: Activation, xs: &Tensor) -> candle_core::Result<Tensor> {
@@ -34,10 +73,11 @@ struct Attention {
     heads: usize,
     head_dim: usize,
     scale: f64,
+    mode: Mode,
 }
 
 impl Attention {
-    fn new(width: usize, heads: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(width: usize, heads: usize, mode: Mode, vb: VarBuilder) -> candle_core::Result<Self> {
         let head_dim = width / heads;
         Ok(Attention {
             q_proj: candle_nn::linear(width, width, vb.pp("q_proj"))?,
@@ -47,6 +87,7 @@ impl Attention {
             heads,
             head_dim,
             scale: (head_dim as f64).powf(-0.5),
+            mode,
         })
     }
 
@@ -65,7 +106,10 @@ impl Attention {
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        let weights = match self.mode {
+            Mode::Inference => candle_nn::ops::softmax_last_dim(&scores)?,
+            Mode::Training => candle_nn::ops::softmax(&scores, D::Minus1)?,
+        };
         let out = weights
             .matmul(&v)?
             .transpose(1, 2)?
@@ -76,10 +120,10 @@ impl Attention {
 
 struct EncoderLayer {
     self_attn: Attention,
-    layer_norm1: LayerNorm,
+    layer_norm1: Norm,
     fc1: Linear,
     fc2: Linear,
-    layer_norm2: LayerNorm,
+    layer_norm2: Norm,
     act: Activation,
 }
 
@@ -121,7 +165,7 @@ impl From<&VisionConfig> for TowerShape {
 }
 
 impl EncoderLayer {
-    fn new(shape: TowerShape, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(shape: TowerShape, mode: Mode, vb: VarBuilder) -> candle_core::Result<Self> {
         let TowerShape {
             width,
             inner,
@@ -131,11 +175,11 @@ impl EncoderLayer {
             ..
         } = shape;
         Ok(EncoderLayer {
-            self_attn: Attention::new(width, heads, vb.pp("self_attn"))?,
-            layer_norm1: layer_norm(width, eps, vb.pp("layer_norm1"))?,
+            self_attn: Attention::new(width, heads, mode, vb.pp("self_attn"))?,
+            layer_norm1: layer_norm(width, eps, mode, vb.pp("layer_norm1"))?,
             fc1: candle_nn::linear(width, inner, vb.pp("mlp").pp("fc1"))?,
             fc2: candle_nn::linear(inner, width, vb.pp("mlp").pp("fc2"))?,
-            layer_norm2: layer_norm(width, eps, vb.pp("layer_norm2"))?,
+            layer_norm2: layer_norm(width, eps, mode, vb.pp("layer_norm2"))?,
             act,
         })
     }
@@ -156,10 +200,10 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn new(shape: TowerShape, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(shape: TowerShape, mode: Mode, vb: VarBuilder) -> candle_core::Result<Self> {
         let vb = vb.pp("layers");
         let layers = (0..shape.depth)
-            .map(|i| EncoderLayer::new(shape, vb.pp(i)))
+            .map(|i| EncoderLayer::new(shape, mode, vb.pp(i)))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Encoder { layers })
     }
@@ -178,12 +222,12 @@ struct TextTransformer {
     token_embedding: Embedding,
     position_embedding: Tensor,
     encoder: Encoder,
-    final_layer_norm: LayerNorm,
+    final_layer_norm: Norm,
     eos_token_id: u32,
 }
 
 impl TextTransformer {
-    fn new(c: &TextConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(c: &TextConfig, mode: Mode, vb: VarBuilder) -> candle_core::Result<Self> {
         let emb = vb.pp("embeddings");
         Ok(TextTransformer {
             token_embedding: candle_nn::embedding(
@@ -194,10 +238,11 @@ impl TextTransformer {
             position_embedding: emb
                 .pp("position_embedding")
                 .get((c.max_position_embeddings, c.hidden_size), "weight")?,
-            encoder: Encoder::new(TowerShape::from(c), vb.pp("encoder"))?,
+            encoder: Encoder::new(TowerShape::from(c), mode, vb.pp("encoder"))?,
             final_layer_norm: layer_norm(
                 c.hidden_size,
                 c.layer_norm_eps,
+                mode,
                 vb.pp("final_layer_norm"),
             )?,
             eos_token_id: c.eos_token_id,
@@ -261,42 +306,55 @@ fn causal_mask(n: usize, device: &Device) -> candle_core::Result<Tensor> {
 /// The vision tower (`vision_model`).
 struct VisionTransformer {
     class_embedding: Tensor,
-    /// The patch convolution's kernel as a [width, channels·patch·patch] matrix: with stride
-    /// equal to the kernel, the convolution is one matmul over unfolded patches (the same
-    /// kernel as every other layer) instead of candle's general CPU conv2d.
-    patch_weight: Tensor,
+    /// The patch convolution's kernel, [width, channels, patch, patch] as stored.
+    patch_kernel: Tensor,
+    /// The kernel as a [channels·patch·patch, width] matrix, computed once for inference:
+    /// with stride equal to the kernel, the convolution is one matmul over unfolded patches
+    /// (the same kernel as every other layer) instead of candle's general CPU conv2d.
+    /// Training derives it at each forward from `patch_kernel`, whose updates it must see.
+    patch_weight: Option<Tensor>,
     patch_size: usize,
     position_embedding: Tensor,
-    pre_layrnorm: LayerNorm,
+    pre_layrnorm: Norm,
     encoder: Encoder,
-    post_layernorm: LayerNorm,
+    post_layernorm: Norm,
+}
+
+/// A [width, c, p, p] convolution kernel as the [c·p·p, width] matrix unfolded patches meet.
+fn kernel_matrix(kernel: &Tensor) -> candle_core::Result<Tensor> {
+    let (width, c, p, q) = kernel.dims4()?;
+    kernel.reshape((width, c * p * q))?.t()?.contiguous()
 }
 
 impl VisionTransformer {
-    fn new(c: &VisionConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(c: &VisionConfig, mode: Mode, vb: VarBuilder) -> candle_core::Result<Self> {
         let emb = vb.pp("embeddings");
         let patches = (c.image_size / c.patch_size).pow(2);
-        let kernel = c.num_channels * c.patch_size * c.patch_size;
-        let patch_weight = emb
-            .pp("patch_embedding")
-            .get(
-                (c.hidden_size, c.num_channels, c.patch_size, c.patch_size),
-                "weight",
-            )?
-            .reshape((c.hidden_size, kernel))?
-            .t()?
-            .contiguous()?;
+        let patch_kernel = emb.pp("patch_embedding").get(
+            (c.hidden_size, c.num_channels, c.patch_size, c.patch_size),
+            "weight",
+        )?;
+        let patch_weight = match mode {
+            Mode::Inference => Some(kernel_matrix(&patch_kernel)?),
+            Mode::Training => None,
+        };
         Ok(VisionTransformer {
             class_embedding: emb.get(c.hidden_size, "class_embedding")?,
+            patch_kernel,
             patch_weight,
             patch_size: c.patch_size,
             position_embedding: emb
                 .pp("position_embedding")
                 .get((patches + 1, c.hidden_size), "weight")?,
             // "pre_layrnorm" is transformers' spelling.
-            pre_layrnorm: layer_norm(c.hidden_size, c.layer_norm_eps, vb.pp("pre_layrnorm"))?,
-            encoder: Encoder::new(TowerShape::from(c), vb.pp("encoder"))?,
-            post_layernorm: layer_norm(c.hidden_size, c.layer_norm_eps, vb.pp("post_layernorm"))?,
+            pre_layrnorm: layer_norm(c.hidden_size, c.layer_norm_eps, mode, vb.pp("pre_layrnorm"))?,
+            encoder: Encoder::new(TowerShape::from(c), mode, vb.pp("encoder"))?,
+            post_layernorm: layer_norm(
+                c.hidden_size,
+                c.layer_norm_eps,
+                mode,
+                vb.pp("post_layernorm"),
+            )?,
         })
     }
 
@@ -312,10 +370,12 @@ impl VisionTransformer {
             .permute((0, 2, 4, 1, 3, 5))?
             .contiguous()?
             .reshape((b * gh * gw, channels * p * p))?;
-        let width = self.patch_weight.dim(1)?;
-        let patches = unfolded
-            .matmul(&self.patch_weight)?
-            .reshape((b, gh * gw, width))?;
+        let weight = match &self.patch_weight {
+            Some(w) => w.clone(),
+            None => kernel_matrix(&self.patch_kernel)?,
+        };
+        let width = weight.dim(1)?;
+        let patches = unfolded.matmul(&weight)?.reshape((b, gh * gw, width))?;
         let class = self
             .class_embedding
             .reshape((1, 1, width))?
@@ -345,12 +405,18 @@ fn l2_normalize(xs: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 impl Clip {
-    /// Builds the model from tensors named as in a transformers `CLIPModel` checkpoint.
+    /// Builds the model for inference from tensors named as in a transformers `CLIPModel`
+    /// checkpoint.
     pub fn new(config: ClipConfig, vb: VarBuilder) -> ModelResult<Self> {
+        Self::with_mode(config, vb, Mode::Inference)
+    }
+
+    /// Builds the model to run in `mode`; for training, `vb` is backed by a `VarMap`.
+    pub fn with_mode(config: ClipConfig, vb: VarBuilder, mode: Mode) -> ModelResult<Self> {
         let device = vb.device().clone();
         Ok(Clip {
-            text: TextTransformer::new(&config.text_config, vb.pp("text_model"))?,
-            vision: VisionTransformer::new(&config.vision_config, vb.pp("vision_model"))?,
+            text: TextTransformer::new(&config.text_config, mode, vb.pp("text_model"))?,
+            vision: VisionTransformer::new(&config.vision_config, mode, vb.pp("vision_model"))?,
             text_projection: candle_nn::linear_no_bias(
                 config.text_config.hidden_size,
                 config.projection_dim,
@@ -402,5 +468,129 @@ impl Clip {
     /// L2-normalized image embeddings, one row per image of `pixels` [batch, 3, side, side].
     pub fn embed_images(&self, pixels: &Tensor) -> ModelResult<Vec<Vec<f32>>> {
         Ok(l2_normalize(&self.image_features(pixels)?)?.to_vec2()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::{VarBuilder, VarMap};
+
+    use super::{Clip, Mode};
+    use crate::models::clip_config::ClipConfig;
+    use crate::training::init::initialize;
+
+    fn tiny_config() -> ClipConfig {
+        serde_json::from_value(serde_json::json!({
+            "projection_dim": 8,
+            "text_config": {
+                "vocab_size": 20, "hidden_size": 16, "intermediate_size": 32,
+                "num_hidden_layers": 2, "num_attention_heads": 2,
+                "max_position_embeddings": 8, "eos_token_id": 1, "hidden_act": "gelu"
+            },
+            "vision_config": {
+                "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
+                "num_attention_heads": 2, "image_size": 8, "patch_size": 4
+            }
+        }))
+        .expect("a valid config")
+    }
+
+    /// A scalar that depends on every parameter: the summed products of text and image
+    /// features, run in `mode`, with the variables it was built from.
+    fn grads(mode: Mode) -> (candle_core::backprop::GradStore, VarMap) {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = Clip::with_mode(tiny_config(), vb, mode).expect("model builds");
+        initialize(&varmap, &tiny_config(), 3).expect("init");
+        let pixels = Tensor::randn(0f32, 1.0, (2, 3, 8, 8), &Device::Cpu).expect("pixels");
+        let image = model.image_features(&pixels).expect("image forward");
+        let text = model
+            .text_features(&[vec![0, 5, 7, 1], vec![0, 9, 1]])
+            .expect("text forward");
+        let loss = (image * text)
+            .and_then(|p| p.sqr())
+            .and_then(|p| p.sum_all())
+            .expect("loss");
+        (loss.backward().expect("backward"), varmap)
+    }
+
+    fn grad_norm(grads: &candle_core::backprop::GradStore, varmap: &VarMap, name: &str) -> f32 {
+        let data = varmap.data().lock().expect("varmap lock");
+        let var = data
+            .get(name)
+            .unwrap_or_else(|| panic!("no variable {name}"));
+        grads
+            .get(var.as_tensor())
+            .map(|g| {
+                g.sqr()
+                    .and_then(|g| g.sum_all())
+                    .and_then(|g| g.to_scalar::<f32>())
+                    .expect("norm")
+            })
+            .unwrap_or(0.0)
+    }
+
+    #[test]
+    fn training_mode_gradients_reach_every_parameter() {
+        let (grads, varmap) = grads(Mode::Training);
+        let mut names: Vec<String> = varmap
+            .data()
+            .lock()
+            .expect("varmap lock")
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        assert!(names.len() > 40, "{names:?}");
+        for name in &names {
+            assert!(
+                grad_norm(&grads, &varmap, name) > 0.0,
+                "{name} gets no gradient in training mode"
+            );
+        }
+    }
+
+    #[test]
+    fn inference_mode_drops_gradients_before_fused_ops() {
+        // Why training mode exists: the fused kernels detach their output, so nothing
+        // before the last LayerNorm learns.
+        let (grads, varmap) = grads(Mode::Inference);
+        for name in [
+            "vision_model.embeddings.patch_embedding.weight",
+            "text_model.embeddings.token_embedding.weight",
+        ] {
+            assert_eq!(grad_norm(&grads, &varmap, name), 0.0, "{name}");
+        }
+        assert!(grad_norm(&grads, &varmap, "visual_projection.weight") > 0.0);
+    }
+
+    #[test]
+    fn both_modes_compute_the_same_features() {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let train = Clip::with_mode(tiny_config(), vb.clone(), Mode::Training).expect("model");
+        initialize(&varmap, &tiny_config(), 3).expect("init");
+        let infer = Clip::with_mode(tiny_config(), vb, Mode::Inference).expect("model");
+        let pixels = Tensor::randn(0f32, 1.0, (2, 3, 8, 8), &Device::Cpu).expect("pixels");
+        let seqs = [vec![0, 5, 7, 1], vec![0, 9, 1]];
+        let pairs = [
+            (
+                train.image_features(&pixels).expect("f"),
+                infer.image_features(&pixels).expect("f"),
+            ),
+            (
+                train.text_features(&seqs).expect("f"),
+                infer.text_features(&seqs).expect("f"),
+            ),
+        ];
+        for (a, b) in pairs {
+            let diff = (a - b)
+                .and_then(|d| d.abs())
+                .and_then(|d| d.max_all())
+                .and_then(|d| d.to_scalar::<f32>())
+                .expect("diff");
+            assert!(diff < 1e-4, "modes differ by {diff}");
+        }
     }
 }

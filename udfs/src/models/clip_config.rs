@@ -16,6 +16,17 @@ pub enum Activation {
     GeluTanh,
 }
 
+impl Activation {
+    /// The name transformers' configs use (`hidden_act`).
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            Activation::QuickGelu => "quick_gelu",
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_new",
+        }
+    }
+}
+
 fn quick_gelu() -> Activation {
     Activation::QuickGelu
 }

@@ -1,0 +1,5 @@
+//! The `hqflow-train` binary: everything lives in the library's `train` module.
+
+fn main() -> std::process::ExitCode {
+    hqflow::train::main()
+}

@@ -1,0 +1,276 @@
+//! `hqflow-train`: training on a small world table through the real binary, the checkpoint
+//! it writes read back by `hqflow sql` and by `eval`, exact resumption, and bad input.
+
+use std::fs;
+use std::path::Path;
+
+use super::support::{Run, hqflow_in};
+
+/// A tiny recipe for the dev profile: seconds, not minutes.
+const TINY: &str = r#"
+[model]
+image_size = 16
+patch_size = 8
+vision_width = 32
+vision_layers = 1
+vision_heads = 2
+text_width = 32
+text_layers = 1
+text_heads = 2
+context_length = 48
+projection_dim = 16
+[tokenizer]
+vocab_size = 400
+[data]
+batch_size = 16
+shuffle_buffer = 32
+[text]
+txt = 0.0
+long_pos = 1.0
+[optim]
+steps = 36
+warmup_steps = 3
+lr = 0.002
+[run]
+log_every = 100
+save_every = 100
+"#;
+
+fn train_in(dir: &Path, args: &[&str]) -> Run {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hqflow-train"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the hqflow-train binary runs");
+    Run::from(output)
+}
+
+/// A temp dir with `seed/` (world seed rows, 32 px) and `tiny.toml`.
+fn setup(rows: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let seed = [
+        "world", "seed", "--rows", rows, "--seed", "5", "--size", "32", "--out", "seed",
+    ];
+    hqflow_in(dir.path(), &seed).ok();
+    fs::write(dir.path().join("tiny.toml"), TINY).expect("recipe");
+    dir
+}
+
+fn losses(out: &Path) -> Vec<f64> {
+    fs::read_to_string(out.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+            v["loss"].as_f64().expect("a loss")
+        })
+        .collect()
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+#[test]
+fn learns_saves_a_checkpoint_hqflow_loads_and_evaluates() {
+    let dir = setup("120");
+    let d = dir.path();
+    // 32 rows: two batches an epoch, so 36 steps are 18 epochs: the loss must fall well
+    // below chance (ln 16, where a collapsed model that maps everything alike sits).
+    let run = train_in(
+        d,
+        &[
+            "fit",
+            "--data",
+            "seed",
+            "--query",
+            "SELECT * FROM data LIMIT 32",
+            "--out",
+            "m",
+            "--recipe",
+            "tiny.toml",
+            "-q",
+        ],
+    );
+    let summary: serde_json::Value = serde_json::from_str(run.ok().trim()).expect("summary");
+    assert_eq!(summary["steps"], 36);
+    let loss = losses(&d.join("m"));
+    assert_eq!(loss.len(), 36);
+    let (first, last) = (mean(&loss[..6]), mean(&loss[30..]));
+    let chance = 16f64.ln();
+    assert!(
+        last < first && last < 0.8 * chance,
+        "loss did not fall below chance ({chance:.2}): {first:.3} → {last:.3}"
+    );
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "preprocessor_config.json",
+    ] {
+        assert!(d.join("m").join(f).is_file(), "{f}");
+    }
+
+    // hqflow's own functions load the checkpoint.
+    let scores = hqflow_in(
+        d,
+        &[
+            "sql",
+            "-m",
+            "m=m",
+            "-t",
+            "t=seed",
+            "--format",
+            "csv",
+            "SELECT count(s) AS n, min(s) >= -1 AND max(s) <= 1 AS bounded FROM \
+             (SELECT dfn_score(img, txt, 'm') AS s FROM t)",
+        ],
+    );
+    let out = scores.ok();
+    let row = out.lines().nth(1).expect("a result row");
+    let (n, bounded) = row.split_once(',').expect("two columns");
+    assert!(n.parse::<u32>().expect("a count") > 50, "{out}");
+    assert_eq!(bounded, "true", "{out}");
+
+    // eval on a small world eval set.
+    hqflow_in(
+        d,
+        &[
+            "world",
+            "eval",
+            "--seed",
+            "9",
+            "--out",
+            "ev",
+            "--size",
+            "32",
+            "--per-class",
+            "1",
+            "--retrieval",
+            "20",
+            "--compositional",
+            "20",
+        ],
+    )
+    .ok();
+    let run = train_in(
+        d,
+        &[
+            "eval",
+            "--model",
+            "m",
+            "--data",
+            "ev",
+            "--out",
+            "metrics.json",
+            "-q",
+        ],
+    );
+    let metrics: serde_json::Value = serde_json::from_str(run.ok()).expect("metrics JSON");
+    let written: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(d.join("metrics.json")).expect("file"))
+            .expect("metrics file");
+    assert_eq!(metrics, written);
+    assert_eq!(metrics["retrieval"]["pairs"], 20);
+    assert_eq!(metrics["compositional"]["triples"], 20);
+    assert_eq!(metrics["zeroshot"]["classes"], 99);
+    for key in ["image_to_text_r1", "text_to_image_r5"] {
+        let v = metrics["retrieval"][key].as_f64().expect("a number");
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+}
+
+#[test]
+fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
+    let dir = setup("60");
+    let d = dir.path();
+    let fit = |extra: &[&str]| {
+        let mut args = vec![
+            "fit",
+            "--data",
+            "seed",
+            "--recipe",
+            "tiny.toml",
+            "--steps",
+            "6",
+        ];
+        args.extend_from_slice(extra);
+        train_in(d, &args)
+    };
+    fit(&["--out", "a", "-q"]).ok();
+    fit(&["--out", "b", "--stop-after", "3", "-q"]).ok();
+    let state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(d.join("b/train_state.json")).expect("state"))
+            .expect("json");
+    assert_eq!(state["step"], 3);
+    // Resuming needs neither the recipe nor --steps: both are the run's own.
+    train_in(
+        d,
+        &["fit", "--data", "seed", "--out", "b", "--resume", "-q"],
+    )
+    .ok();
+    let weights = |run: &str| fs::read(d.join(run).join("model.safetensors")).expect("weights");
+    assert!(weights("a") == weights("b"), "resumed weights differ");
+    assert_eq!(losses(&d.join("a")), losses(&d.join("b")));
+    // A finished run is not started over by accident.
+    fit(&["--out", "a"]).fails_with(1, &["already holds a run", "--resume"]);
+}
+
+#[test]
+fn bad_input_is_skipped_or_a_clear_error() {
+    let dir = setup("40");
+    let d = dir.path();
+    let fit = |extra: &[&str]| {
+        let mut args = vec![
+            "fit",
+            "--data",
+            "seed",
+            "--recipe",
+            "tiny.toml",
+            "--steps",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        train_in(d, &args)
+    };
+    // Undecodable images and rows without text are skipped and counted.
+    let query = "SELECT CASE WHEN uid < '8' THEN arrow_cast('not an image', 'Binary') \
+                 ELSE img END AS img, txt, CASE WHEN uid > 'c' THEN NULL ELSE long_pos END \
+                 AS long_pos FROM data";
+    let run = fit(&["--out", "skip", "--query", query, "-q"]);
+    let summary: serde_json::Value = serde_json::from_str(run.ok().trim()).expect("summary");
+    assert!(
+        summary["data"]["skipped_bad_image"].as_u64() > Some(0),
+        "{summary}"
+    );
+    assert!(
+        summary["data"]["skipped_no_text"].as_u64() > Some(0),
+        "{summary}"
+    );
+
+    fit(&["--out", "e1", "--query", "SELECT img, uid FROM data"])
+        .fails_with(1, &["lacks column(s) long_pos", "it has: img, uid"]);
+    fit(&["--out", "e2", "--query", "SELECT * FROM data WHERE false"])
+        .fails_with(1, &["no text to train a tokenizer on"]);
+    fit(&[
+        "--out",
+        "e3",
+        "--query",
+        "SELECT txt AS img, long_pos FROM data",
+    ])
+    .fails_with(1, &["'img' is Utf8", "binary"]);
+    fs::write(d.join("bad.toml"), "[optim]\nlrr = 1\n").expect("recipe");
+    train_in(
+        d,
+        &[
+            "fit", "--data", "seed", "--out", "e4", "--recipe", "bad.toml",
+        ],
+    )
+    .fails_with(1, &["bad.toml", "lrr"]);
+    train_in(d, &["fit", "--data", "seed", "--out", "e5", "--resume"])
+        .fails_with(1, &["e5", "no run to continue"]);
+    train_in(d, &["fit", "--data", "nowhere", "--out", "e6"])
+        .fails_with(1, &["'nowhere' does not exist"]);
+    train_in(d, &["eval", "--model", "seed", "--data", "seed"]).fails_with(1, &["config.json"]);
+}

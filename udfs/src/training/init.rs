@@ -1,0 +1,147 @@
+//! Random initialisation of a fresh CLIP, as transformers' `CLIPPreTrainedModel._init_weights`
+//! does it (initializer_factor 1): normal(0, 0.02) embeddings, attention and MLP weights scaled
+//! by width and depth, unit LayerNorm gains, zero biases, `logit_scale` = ln(1/0.07).
+//!
+//! Each tensor draws from its own stream keyed by (seed, name), so the result does not depend
+//! on the order in which the model asked for its variables.
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+
+use crate::models::clip_config::ClipConfig;
+use crate::models::{ModelError, ModelResult};
+
+/// transformers' `logit_scale_init_value`: ln(1/0.07).
+pub const LOGIT_SCALE_INIT: f32 = 2.6592;
+
+/// SplitMix64: a small, good, seedable generator (no dependency needed for init).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    fn unit(&mut self) -> f64 {
+        ((self.next() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box-Muller).
+    fn normal(&mut self) -> f64 {
+        let (u, v) = (self.unit(), self.unit());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+}
+
+fn name_key(seed: u64, name: &str) -> u64 {
+    // FNV-1a over the name, mixed with the seed.
+    let mut h = 0xCBF2_9CE4_8422_2325u64 ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01B3);
+    }
+    h
+}
+
+/// What a named parameter starts as.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Start {
+    Zeros,
+    Ones,
+    Normal(f64),
+    Value(f32),
+}
+
+fn start_for(name: &str, c: &ClipConfig) -> ModelResult<Start> {
+    let (width, depth) = if name.starts_with("text_model.") {
+        (c.text_config.hidden_size, c.text_config.num_hidden_layers)
+    } else {
+        (
+            c.vision_config.hidden_size,
+            c.vision_config.num_hidden_layers,
+        )
+    };
+    let w = width as f64;
+    let in_proj = w.powf(-0.5) * (2.0 * depth.max(1) as f64).powf(-0.5);
+    let norm =
+        name.contains("layer_norm") || name.contains("layernorm") || name.contains("layrnorm");
+    let start = if name == "logit_scale" {
+        Start::Value(LOGIT_SCALE_INIT)
+    } else if name.ends_with(".bias") {
+        Start::Zeros
+    } else if norm {
+        Start::Ones
+    } else if name.ends_with("token_embedding.weight")
+        || name.ends_with("position_embedding.weight")
+        || name.ends_with("patch_embedding.weight")
+    {
+        Start::Normal(0.02)
+    } else if name.ends_with("class_embedding") {
+        Start::Normal(w.powf(-0.5))
+    } else if name.ends_with("q_proj.weight")
+        || name.ends_with("k_proj.weight")
+        || name.ends_with("v_proj.weight")
+        || name.ends_with("fc2.weight")
+    {
+        Start::Normal(in_proj)
+    } else if name.ends_with("out_proj.weight") {
+        Start::Normal(w.powf(-0.5))
+    } else if name.ends_with("fc1.weight") {
+        Start::Normal((2.0 * w).powf(-0.5))
+    } else if name == "text_projection.weight" {
+        Start::Normal((c.text_config.hidden_size as f64).powf(-0.5))
+    } else if name == "visual_projection.weight" {
+        Start::Normal((c.vision_config.hidden_size as f64).powf(-0.5))
+    } else {
+        return Err(ModelError(format!(
+            "no initialisation rule for parameter '{name}' (a bug in hqflow)"
+        )));
+    };
+    Ok(start)
+}
+
+/// Overwrites every variable of `varmap` (a CLIP's, plus `logit_scale`) with its
+/// transformers-style initial value drawn from `seed`.
+pub fn initialize(varmap: &VarMap, config: &ClipConfig, seed: u64) -> ModelResult<()> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| ModelError("parameter map lock poisoned".into()))?;
+    for (name, var) in data.iter() {
+        let shape = var.shape().clone();
+        let device: &Device = var.device();
+        let n = shape.elem_count();
+        let values: Vec<f32> = match start_for(name, config)? {
+            Start::Zeros => vec![0.0; n],
+            Start::Ones => vec![1.0; n],
+            Start::Value(v) => vec![v; n],
+            Start::Normal(std) => {
+                let mut rng = SplitMix(name_key(seed, name));
+                (0..n).map(|_| (rng.normal() * std) as f32).collect()
+            }
+        };
+        let t = Tensor::from_vec(values, shape, device)?.to_dtype(var.dtype())?;
+        var.set(&t)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_draws_have_the_asked_spread() {
+        let mut rng = SplitMix(7);
+        let xs: Vec<f64> = (0..20_000).map(|_| rng.normal() * 0.02).collect();
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
+        assert!(mean.abs() < 1e-3, "{mean}");
+        assert!((var.sqrt() - 0.02).abs() < 1e-3, "{}", var.sqrt());
+    }
+}

@@ -1,0 +1,260 @@
+//! [`ClipTrainer`]: a CLIP whose parameters live in a `VarMap`, run in training mode, with
+//! `logit_scale`, the loss and the optimizer: one [`ClipTrainer::step`] per batch.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{Init, VarBuilder, VarMap};
+
+use super::adamw::{AdamW, AdamWParams};
+use super::init::{LOGIT_SCALE_INIT, initialize};
+use super::loss::contrastive;
+use crate::models::clip::{Clip, Mode};
+use crate::models::clip_config::ClipConfig;
+use crate::models::{ModelError, ModelResult};
+
+/// AdamW's hyper-parameters.
+pub type OptimConfig = AdamWParams;
+
+/// The name transformers gives the temperature parameter.
+const LOGIT_SCALE: &str = "logit_scale";
+
+/// open_clip clamps the learned scale at 100 (so `logit_scale` ≤ ln 100).
+const MAX_LOGIT_SCALE: f64 = 4.605_170_185_988_092;
+
+/// Weights of the loss terms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossWeights {
+    /// `w` of the hard negative (see [`super::loss`]): 0 is plain CLIP.
+    pub hard_negative: f64,
+}
+
+/// One batch, preprocessed: images and tokenized texts, row i a pair.
+#[derive(Debug, Clone, Default)]
+pub struct TrainBatch {
+    /// Normalized pixels, CHW per image, images one after another.
+    pub pixels: Vec<f32>,
+    /// Token ids of each image's caption.
+    pub texts: Vec<Vec<u32>>,
+    /// Token ids of each image's negative description, if it has one.
+    pub negatives: Vec<Option<Vec<u32>>>,
+}
+
+/// What one step measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// The total loss.
+    pub loss: f32,
+    /// Image→text cross-entropy.
+    pub image_to_text: f32,
+    /// Text→image cross-entropy.
+    pub text_to_image: f32,
+    /// `exp(logit_scale)` after the update.
+    pub scale: f32,
+    /// Share of images preferring their caption to their negative, if the batch had any.
+    pub negative_accuracy: Option<f32>,
+}
+
+/// A CLIP being trained.
+pub struct ClipTrainer {
+    varmap: VarMap,
+    model: Clip,
+    logit_scale: Var,
+    optimizer: AdamW,
+    config: ClipConfig,
+    device: Device,
+}
+
+impl ClipTrainer {
+    fn build(config: ClipConfig, params: OptimConfig, device: &Device) -> ModelResult<Self> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let model = Clip::with_mode(config.clone(), vb, Mode::Training)?;
+        varmap.get(
+            (),
+            LOGIT_SCALE,
+            Init::Const(f64::from(LOGIT_SCALE_INIT)),
+            DType::F32,
+            device,
+        )?;
+        let vars: Vec<(String, Var)> = varmap
+            .data()
+            .lock()
+            .map_err(|_| ModelError("parameter map lock poisoned".into()))?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let logit_scale = vars
+            .iter()
+            .find(|(k, _)| k == LOGIT_SCALE)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| ModelError("logit_scale was not created".into()))?;
+        let optimizer = AdamW::new(vars, params)?;
+        Ok(ClipTrainer {
+            varmap,
+            model,
+            logit_scale,
+            optimizer,
+            config,
+            device: device.clone(),
+        })
+    }
+
+    /// A fresh model, initialised as transformers does from `seed`.
+    pub fn from_scratch(
+        config: ClipConfig,
+        seed: u64,
+        params: OptimConfig,
+        device: &Device,
+    ) -> ModelResult<Self> {
+        let trainer = Self::build(config, params, device)?;
+        initialize(&trainer.varmap, &trainer.config, seed)?;
+        Ok(trainer)
+    }
+
+    /// A model with weights from a transformers-named safetensors file (any float dtype);
+    /// a file without `logit_scale` starts it at ln(1/0.07).
+    pub fn from_weights(
+        config: ClipConfig,
+        weights: &Path,
+        params: OptimConfig,
+        device: &Device,
+    ) -> ModelResult<Self> {
+        let trainer = Self::build(config, params, device)?;
+        trainer.load_weights(weights)?;
+        Ok(trainer)
+    }
+
+    /// Overwrites every parameter from `weights`.
+    pub fn load_weights(&self, weights: &Path) -> ModelResult<()> {
+        let bad = |e: String| ModelError(format!("weights '{}': {e}", weights.display()));
+        let tensors = candle_core::safetensors::load(weights, &self.device)
+            .map_err(|e| bad(format!("cannot read: {e}")))?;
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| ModelError("parameter map lock poisoned".into()))?;
+        for (name, var) in data.iter() {
+            match tensors.get(name) {
+                Some(t) => {
+                    let t = if t.shape() == var.shape() {
+                        t.clone()
+                    } else if t.elem_count() == 1 && var.elem_count() == 1 {
+                        t.reshape(var.shape())?
+                    } else {
+                        return Err(bad(format!(
+                            "'{name}' has shape {:?}, the config needs {:?}",
+                            t.shape(),
+                            var.shape()
+                        )));
+                    };
+                    var.set(&t.to_dtype(DType::F32)?)?;
+                }
+                None if name == LOGIT_SCALE => {}
+                None => return Err(bad(format!("no tensor '{name}'"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    /// Optimizer steps taken (including those of a loaded state).
+    pub fn steps(&self) -> u64 {
+        self.optimizer.steps()
+    }
+
+    /// Number of trainable scalars.
+    pub fn parameter_count(&self) -> usize {
+        self.varmap.all_vars().iter().map(|v| v.elem_count()).sum()
+    }
+
+    /// One optimizer step on `batch` at learning rate `lr`.
+    pub fn step(
+        &mut self,
+        batch: &TrainBatch,
+        lr: f64,
+        weights: LossWeights,
+    ) -> ModelResult<StepStats> {
+        let n = batch.texts.len();
+        let side = self.config.vision_config.image_size;
+        if n < 2 || batch.pixels.len() != n * 3 * side * side || batch.negatives.len() != n {
+            return Err(ModelError(format!(
+                "a training batch needs at least 2 pairs of 3x{side}x{side} pixels, texts and \
+                 negative slots (got {n} texts, {} pixel values, {} negative slots)",
+                batch.pixels.len(),
+                batch.negatives.len()
+            )));
+        }
+        let pixels = Tensor::from_vec(batch.pixels.clone(), (n, 3, side, side), &self.device)?;
+        let images = self.model.image_features(&pixels)?;
+        let has: Vec<bool> = batch.negatives.iter().map(Option::is_some).collect();
+        let use_negatives = weights.hard_negative > 0.0 && has.iter().any(|&h| h);
+        // Captions and negatives share one text forward; rows without a negative repeat
+        // their caption there, and the loss masks them out.
+        let mut sequences = batch.texts.clone();
+        if use_negatives {
+            sequences.extend(
+                batch
+                    .negatives
+                    .iter()
+                    .zip(&batch.texts)
+                    .map(|(neg, txt)| neg.as_ref().unwrap_or(txt).clone()),
+            );
+        }
+        let text_all = self.model.text_features(&sequences)?;
+        let texts = text_all.narrow(0, 0, n)?;
+        let negatives = if use_negatives {
+            Some(text_all.narrow(0, n, n)?)
+        } else {
+            None
+        };
+        let loss = contrastive(
+            &images,
+            &texts,
+            negatives.as_ref().map(|t| (t, has.as_slice())),
+            weights.hard_negative,
+            self.logit_scale.as_tensor(),
+        )?;
+        let total: f32 = loss.total.to_scalar()?;
+        if !total.is_finite() {
+            return Err(ModelError(format!(
+                "the loss is {total} at step {}: lower the learning rate",
+                self.steps() + 1
+            )));
+        }
+        let grads = loss.total.backward()?;
+        self.optimizer.step(&grads, lr)?;
+        let clamped = self.logit_scale.as_tensor().clamp(0.0, MAX_LOGIT_SCALE)?;
+        self.logit_scale.set(&clamped)?;
+        let scale = self.logit_scale.as_tensor().exp()?.to_scalar::<f32>()?;
+        Ok(StepStats {
+            loss: total,
+            image_to_text: loss.image_to_text,
+            text_to_image: loss.text_to_image,
+            scale,
+            negative_accuracy: loss.negative_accuracy,
+        })
+    }
+
+    /// Saves the weights under transformers' names (`model.safetensors`).
+    pub fn save_weights(&self, path: &Path) -> ModelResult<()> {
+        self.varmap
+            .save(path)
+            .map_err(|e| ModelError(format!("cannot write weights '{}': {e}", path.display())))
+    }
+
+    /// Saves the optimizer's state.
+    pub fn save_optimizer(&self, path: &Path) -> ModelResult<()> {
+        self.optimizer.save(path)
+    }
+
+    /// Loads the optimizer's state.
+    pub fn load_optimizer(&mut self, path: &Path) -> ModelResult<()> {
+        self.optimizer.load(path)
+    }
+}
