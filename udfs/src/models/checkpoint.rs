@@ -104,7 +104,7 @@ impl ClipCheckpoint {
 
     /// Fully preprocessed pixels (CHW f32) for encoded image bytes, computed on the CPU: what
     /// the model reads, for comparing with a reference implementation's.
-    pub fn pixels(&self, bytes: &[u8]) -> ModelResult<Vec<f32>> {
+    pub fn pixels(&self, bytes: &[u8]) -> Result<Vec<f32>, DecodeError> {
         self.preprocessor.process_bytes(bytes)
     }
 

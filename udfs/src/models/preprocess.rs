@@ -252,20 +252,23 @@ impl Preprocessor {
         Ok(xs)
     }
 
-    /// Runs the whole pipeline on decoded RGB on the CPU, returning CHW f32 values.
-    pub fn process_rgb(&self, rgb: &RgbImage) -> ModelResult<Vec<f32>> {
+    /// Runs the whole pipeline on decoded RGB on the CPU, returning CHW f32 values: the same
+    /// f32 operations as [`Self::normalize_tensor`], element by element.
+    pub fn process_rgb(&self, rgb: &RgbImage) -> Vec<f32> {
         let planes = self.crop_rgb(rgb);
-        let n = planes.len() / 3;
-        let (h, w) = self
-            .crop
-            .unwrap_or_else(|| self.resized_size((rgb.height(), rgb.width())));
-        debug_assert_eq!(n, (h * w) as usize);
-        let images = Tensor::from_vec(
-            planes,
-            (1, 3, h as usize, w as usize),
-            &candle_core::Device::Cpu,
-        )?;
-        Ok(self.normalize_tensor(&images)?.flatten_all()?.to_vec1()?)
+        let plane = planes.len() / 3;
+        let scale = self.rescale.unwrap_or(1.0);
+        planes
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let v = f32::from(v) * scale;
+                match &self.normalize {
+                    Some((mean, std)) => (v - mean[i / plane]) / std[i / plane],
+                    None => v,
+                }
+            })
+            .collect()
     }
 
     /// Decodes, resizes and crops encoded image bytes (8-bit CHW planes).
@@ -274,8 +277,7 @@ impl Preprocessor {
     }
 
     /// Decodes and preprocesses encoded image bytes.
-    pub fn process_bytes(&self, bytes: &[u8]) -> ModelResult<Vec<f32>> {
-        let rgb = decode_rgb(bytes).map_err(|e| ModelError(e.to_string()))?;
-        self.process_rgb(&rgb)
+    pub fn process_bytes(&self, bytes: &[u8]) -> Result<Vec<f32>, DecodeError> {
+        Ok(self.process_rgb(&decode_rgb(bytes)?))
     }
 }
