@@ -258,57 +258,55 @@ fn rate_line(what: &str, rows: usize, shards: usize, dir: &Path, started: Instan
     )
 }
 
+/// Writes one generated table (`world pool` or `world seed`) with its manifest and a rate
+/// line: `options` are its rows, seed, output directory, image options and mix.
+fn generate_table(
+    command: &str,
+    options: (u64, u64, &std::path::Path, &ImageArgs, &Mix),
+    status: Status,
+    write: impl FnOnce() -> Result<table::Written>,
+) -> Result<()> {
+    let (rows, seed, out, image, mix) = options;
+    let started = Instant::now();
+    crate::shards::prepare_dir(out)?;
+    let written = write()?;
+    write_manifest(
+        out,
+        serde_json::json!({
+            "command": command,
+            "rows": rows,
+            "seed": seed,
+            "size": image.size,
+            "format": format!("{:?}", image.format).to_lowercase(),
+            "mix": mix.to_string(),
+            "shard_rows": image.shard_rows,
+        }),
+    )?;
+    status.line(&rate_line(
+        command,
+        written.rows,
+        written.shards.len(),
+        out,
+        started,
+    ));
+    Ok(())
+}
+
 /// Runs a `world` subcommand.
 pub fn run(command: &WorldCommand, status: Status) -> Result<Outcome> {
     match command {
-        WorldCommand::Pool(args) => {
-            let started = Instant::now();
-            crate::shards::prepare_dir(&args.out)?;
-            let written = pool::write_pool(args)?;
-            write_manifest(
-                &args.out,
-                serde_json::json!({
-                    "command": "world pool",
-                    "rows": args.rows,
-                    "seed": args.seed,
-                    "size": args.image.size,
-                    "format": format!("{:?}", args.image.format).to_lowercase(),
-                    "mix": args.mix.to_string(),
-                    "shard_rows": args.image.shard_rows,
-                }),
-            )?;
-            status.line(&rate_line(
-                "world pool",
-                written.rows,
-                written.shards.len(),
-                &args.out,
-                started,
-            ));
-        }
-        WorldCommand::Seed(args) => {
-            let started = Instant::now();
-            crate::shards::prepare_dir(&args.out)?;
-            let written = pool::write_seed(args)?;
-            write_manifest(
-                &args.out,
-                serde_json::json!({
-                    "command": "world seed",
-                    "rows": args.rows,
-                    "seed": args.seed,
-                    "size": args.image.size,
-                    "format": format!("{:?}", args.image.format).to_lowercase(),
-                    "mix": args.mix.to_string(),
-                    "shard_rows": args.image.shard_rows,
-                }),
-            )?;
-            status.line(&rate_line(
-                "world seed",
-                written.rows,
-                written.shards.len(),
-                &args.out,
-                started,
-            ));
-        }
+        WorldCommand::Pool(args) => generate_table(
+            "world pool",
+            (args.rows, args.seed, &args.out, &args.image, &args.mix),
+            status,
+            || pool::write_pool(args),
+        )?,
+        WorldCommand::Seed(args) => generate_table(
+            "world seed",
+            (args.rows, args.seed, &args.out, &args.image, &args.mix),
+            status,
+            || pool::write_seed(args),
+        )?,
         WorldCommand::Eval(args) => {
             let started = Instant::now();
             crate::shards::prepare_dir(&args.out)?;

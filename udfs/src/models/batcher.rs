@@ -408,23 +408,22 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn rows_from_several_callers_share_micro_batches() -> ModelResult<()> {
-        let model = tiny()?;
-        let batcher = Batcher::start(Arc::clone(&model))?;
-        let policy = BatchPolicy {
-            batch: 4,
-            max_wait: Duration::from_secs(2),
-            in_flight: 8,
-        };
-        let answers = std::thread::scope(|scope| {
+    /// Two callers on their own threads, each submitting `rows` images (caller c's row r is
+    /// image c·rows + r); the answers each received.
+    fn two_callers(
+        batcher: &Batcher,
+        model: &ClipCheckpoint,
+        policy: BatchPolicy,
+        rows: usize,
+    ) -> ModelResult<Vec<Vec<Reply>>> {
+        std::thread::scope(|scope| {
             let callers: Vec<_> = (0..2)
                 .map(|caller| {
-                    let (batcher, model) = (&batcher, &model);
                     scope.spawn(move || -> ModelResult<Vec<Reply>> {
                         let (submitter, answers) = batcher.open(policy)?;
-                        for row in 0..6 {
-                            submitter.submit(row, Input::Image(image(model, caller * 6 + row)))?;
+                        for row in 0..rows {
+                            let pixels = image(model, caller * rows + row);
+                            submitter.submit(row, Input::Image(pixels))?;
                         }
                         drop(submitter);
                         Ok(answers.iter().collect())
@@ -437,8 +436,20 @@ mod tests {
                     c.join()
                         .unwrap_or_else(|_| Err(ModelError("caller panicked".into())))
                 })
-                .collect::<ModelResult<Vec<_>>>()
-        })?;
+                .collect()
+        })
+    }
+
+    #[test]
+    fn rows_from_several_callers_share_micro_batches() -> ModelResult<()> {
+        let model = tiny()?;
+        let batcher = Batcher::start(Arc::clone(&model))?;
+        let policy = BatchPolicy {
+            batch: 4,
+            max_wait: Duration::from_secs(2),
+            in_flight: 8,
+        };
+        let answers = two_callers(&batcher, &model, policy, 6)?;
         // 12 rows in batches of 4: 3 forward passes only if callers' rows were mixed.
         assert_eq!(batcher.counts().batches.load(Ordering::Relaxed), 3);
         assert_eq!(batcher.counts().rows.load(Ordering::Relaxed), 12);
@@ -468,28 +479,11 @@ mod tests {
             max_wait: Duration::from_millis(30),
             in_flight: 2,
         };
-        let answered = std::thread::scope(|scope| {
-            let callers: Vec<_> = (0..2)
-                .map(|caller| {
-                    let (batcher, model) = (&batcher, &model);
-                    scope.spawn(move || -> ModelResult<usize> {
-                        let (submitter, answers) = batcher.open(policy)?;
-                        for row in 0..3 {
-                            submitter.submit(row, Input::Image(image(model, caller * 3 + row)))?;
-                        }
-                        drop(submitter);
-                        Ok(answers.iter().filter(|r| r.embedding.is_ok()).count())
-                    })
-                })
-                .collect();
-            callers
-                .into_iter()
-                .map(|c| {
-                    c.join()
-                        .unwrap_or_else(|_| Err(ModelError("caller panicked".into())))
-                })
-                .sum::<ModelResult<usize>>()
-        })?;
+        let answered = two_callers(&batcher, &model, policy, 3)?
+            .iter()
+            .flatten()
+            .filter(|r| r.embedding.is_ok())
+            .count();
         assert_eq!(answered, 6);
         // Never more than 2 rows submitted and unanswered, so no batch of more than 2.
         assert!(batcher.counts().largest.load(Ordering::Relaxed) <= 2);
