@@ -8,7 +8,7 @@
 //! STACK.md); training uses composed forms of the same functions, so that gradients reach
 //! every parameter, the embeddings included.
 
-use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
+use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 
 use super::ModelResult;
@@ -93,13 +93,25 @@ impl Attention {
 
     /// `xs`: [batch, seq, width]; `mask`: additive [seq, seq] (causal) or none.
     fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let (b, n, width) = xs.dims3()?;
+        self.attend(xs, xs, mask)
+    }
+
+    /// Attention of the `queries` tokens [batch, m, width] over all tokens of `xs`
+    /// [batch, n, width]; `mask` is additive and broadcasts to [batch, heads, m, n].
+    fn attend(
+        &self,
+        queries: &Tensor,
+        xs: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let (b, m, width) = queries.dims3()?;
         let split = |t: Tensor| -> candle_core::Result<Tensor> {
+            let n = t.dim(1)?;
             t.reshape((b, n, self.heads, self.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = split((self.q_proj.forward(xs)? * self.scale)?)?;
+        let q = split((self.q_proj.forward(queries)? * self.scale)?)?;
         let k = split(self.k_proj.forward(xs)?)?;
         let v = split(self.v_proj.forward(xs)?)?;
         let mut scores = q.matmul(&k.t()?.contiguous()?)?;
@@ -113,7 +125,7 @@ impl Attention {
         let out = weights
             .matmul(&v)?
             .transpose(1, 2)?
-            .reshape((b, n, width))?;
+            .reshape((b, m, width))?;
         self.out_proj.forward(&out)
     }
 }
@@ -188,11 +200,40 @@ impl EncoderLayer {
         let h = self
             .self_attn
             .forward(&self.layer_norm1.forward(xs)?, mask)?;
-        let xs = (xs + h)?;
-        let h = self.fc1.forward(&self.layer_norm2.forward(&xs)?)?;
+        self.mlp_block(&(xs + h)?)
+    }
+
+    /// The layer's output at one token per sequence only (`rows`: flat indices into
+    /// [batch·seq]; `mask`: those tokens' additive mask rows, [batch, 1, 1, seq]). The keys
+    /// and values still come from every token; queries, attention output and MLP are
+    /// computed for the picked tokens alone, which is all a pooled tower's last layer needs.
+    fn forward_picked(
+        &self,
+        xs: &Tensor,
+        rows: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let normed = self.layer_norm1.forward(xs)?;
+        let queries = pick_rows(&normed, rows)?;
+        let h = self.self_attn.attend(&queries, &normed, mask)?;
+        self.mlp_block(&(pick_rows(xs, rows)? + h)?)
+    }
+
+    /// The second residual block: `xs + MLP(LN2(xs))`.
+    fn mlp_block(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let h = self.fc1.forward(&self.layer_norm2.forward(xs)?)?;
         let h = self.fc2.forward(&activate(self.act, &h)?)?;
         xs + h
     }
+}
+
+/// Rows `rows` (flat indices into [batch·seq]) of `xs` [batch, seq, width], one per
+/// sequence: [batch, 1, width].
+fn pick_rows(xs: &Tensor, rows: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, n, width) = xs.dims3()?;
+    xs.reshape((b * n, width))?
+        .index_select(rows, 0)?
+        .reshape((b, 1, width))
 }
 
 struct Encoder {
@@ -208,12 +249,23 @@ impl Encoder {
         Ok(Encoder { layers })
     }
 
-    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    /// The hidden states at one token per sequence, [batch, width]: `pooled` gives each
+    /// sequence's token as flat indices into [batch·seq] and `pooled_mask` its mask rows.
+    fn forward_pooled(
+        &self,
+        xs: &Tensor,
+        mask: Option<&Tensor>,
+        pooled: &Tensor,
+        pooled_mask: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let Some((last, layers)) = self.layers.split_last() else {
+            return pick_rows(xs, pooled)?.squeeze(1);
+        };
         let mut xs = xs.clone();
-        for layer in &self.layers {
+        for layer in layers {
             xs = layer.forward(&xs, mask)?;
         }
-        Ok(xs)
+        last.forward_picked(&xs, pooled, pooled_mask)?.squeeze(1)
     }
 }
 
@@ -285,14 +337,24 @@ impl TextTransformer {
             .forward(&ids)?
             .broadcast_add(&positions)?;
         let mask = causal_mask(n, device)?;
-        let xs = self.encoder.forward(&xs, Some(&mask))?;
-        let xs = self.final_layer_norm.forward(&xs)?;
-        let rows = sequences
+        let pooled: Vec<usize> = sequences.iter().map(|s| self.pool_position(s)).collect();
+        let rows: Vec<u32> = pooled
             .iter()
             .enumerate()
-            .map(|(i, s)| xs.i((i, self.pool_position(s))))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Tensor::stack(&rows, 0)
+            .map(|(i, &p)| (i * n + p) as u32)
+            .collect();
+        // Each pooled token's row of the causal mask: it sees itself and what precedes it.
+        let pooled_mask: Vec<f32> = pooled
+            .iter()
+            .flat_map(|&p| (0..n).map(move |j| if j > p { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        let xs = self.encoder.forward_pooled(
+            &xs,
+            Some(&mask),
+            &Tensor::from_vec(rows, b, device)?,
+            Some(&Tensor::from_vec(pooled_mask, (b, 1, 1, n), device)?),
+        )?;
+        self.final_layer_norm.forward(&xs)
     }
 }
 
@@ -383,8 +445,12 @@ impl VisionTransformer {
         let xs = Tensor::cat(&[&class.contiguous()?, &patches.contiguous()?], 1)?;
         let xs = xs.broadcast_add(&self.position_embedding)?;
         let xs = self.pre_layrnorm.forward(&xs)?;
-        let xs = self.encoder.forward(&xs, None)?;
-        self.post_layernorm.forward(&xs.i((.., 0, ..))?)
+        let n = xs.dim(1)?;
+        // Pooled at the class token, the first of each sequence.
+        let class_rows: Vec<u32> = (0..b).map(|i| (i * n) as u32).collect();
+        let class_rows = Tensor::from_vec(class_rows, b, xs.device())?;
+        let xs = self.encoder.forward_pooled(&xs, None, &class_rows, None)?;
+        self.post_layernorm.forward(&xs)
     }
 }
 

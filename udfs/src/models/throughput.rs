@@ -10,7 +10,8 @@ use super::clip_config::VisionConfig;
 use super::{ClipCheckpoint, ModelResult};
 
 /// Floating-point operations (2 per multiply-add) of one image through the vision tower
-/// and its projection.
+/// and its projection, as hqflow computes it: the last layer only for the class token (its
+/// keys and values still for every token), since nothing else of it is pooled.
 pub fn vision_flops(c: &VisionConfig, projection_dim: usize) -> f64 {
     let patches = (c.image_size / c.patch_size).pow(2) as f64;
     let n = patches + 1.0;
@@ -18,7 +19,14 @@ pub fn vision_flops(c: &VisionConfig, projection_dim: usize) -> f64 {
     let inner = c.intermediate_size as f64;
     let patch_embed = patches * (c.num_channels * c.patch_size * c.patch_size) as f64 * d;
     let per_layer = 4.0 * n * d * d + 2.0 * n * n * d + 2.0 * n * d * inner;
-    2.0 * (patch_embed + c.num_hidden_layers as f64 * per_layer + d * projection_dim as f64)
+    let last_layer = 2.0 * n * d * d + 2.0 * d * d + 2.0 * n * d + 2.0 * d * inner;
+    let layers = c.num_hidden_layers as f64;
+    let encoder = if layers >= 1.0 {
+        (layers - 1.0) * per_layer + last_layer
+    } else {
+        0.0
+    };
+    2.0 * (patch_embed + encoder + d * projection_dim as f64)
 }
 
 /// One measurement: work done per second.
