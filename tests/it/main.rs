@@ -9,7 +9,10 @@
 //! - `ingest`: `hqflow ingest` of webdataset shards (written by Python's tarfile),
 //!   img2dataset output and folders, with bad input.
 //! - `packages`: the package pools' row counts (only when tests/run.sh could fetch them).
+//! - `bad_input_corpus`: over a thousand malformed images and texts through every model
+//!   function.
 
+mod bad_input_corpus;
 mod cli;
 mod clip_conformance;
 mod ingest;
