@@ -113,7 +113,7 @@ fn bench_world(
         );
     }
     let out = std::env::temp_dir().join(format!("hqflow-bench-world-{}", std::process::id()));
-    let args = crate::world::PoolArgs {
+    let args = crate::world::TableArgs {
         rows,
         seed,
         out: out.clone(),

@@ -94,13 +94,14 @@ fn parse_mix(s: &str) -> std::result::Result<Mix, String> {
     s.parse()
 }
 
-/// `hqflow world pool`.
+/// `hqflow world pool` and `hqflow world seed`: a generated table of rendered scenes.
 #[derive(Debug, Clone, clap::Args)]
-pub struct PoolArgs {
+pub struct TableArgs {
     /// Rows to generate.
     #[arg(long)]
     pub rows: u64,
-    /// Seed: the same seed and options give a byte-identical pool.
+    /// Seed: the same seed and options give a byte-identical table (seed rows are other
+    /// images than the pool's with the same seed).
     #[arg(long)]
     pub seed: u64,
     /// Output directory (created; must be empty if it exists).
@@ -110,31 +111,8 @@ pub struct PoolArgs {
     #[command(flatten)]
     pub image: ImageArgs,
     /// Alt-text quality mix: CLASS=WEIGHT,… over correct, wrong_attr, junk, mismatch, empty
-    /// (weights are normalized; a class left out gets none).
-    #[arg(
-        long,
-        value_parser = parse_mix,
-        default_value = "correct=40,wrong_attr=20,junk=15,mismatch=15,empty=10"
-    )]
-    pub mix: Mix,
-}
-
-/// `hqflow world seed`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SeedArgs {
-    /// Rows to generate.
-    #[arg(long)]
-    pub rows: u64,
-    /// Seed (seed rows are other images than the pool's with the same seed).
-    #[arg(long)]
-    pub seed: u64,
-    /// Output directory (created; must be empty if it exists).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Image options.
-    #[command(flatten)]
-    pub image: ImageArgs,
-    /// Quality mix of the raw alt-texts the annotator sees, as for `world pool`.
+    /// (weights are normalized; a class left out gets none). For `seed`, the raw alt-texts
+    /// the annotator sees.
     #[arg(
         long,
         value_parser = parse_mix,
@@ -171,9 +149,9 @@ pub struct EvalArgs {
 pub enum WorldCommand {
     /// Write a pool of rendered scenes with alt-texts of mixed quality and hidden truth
     /// columns (truth_quality, truth_scene, truth_caption).
-    Pool(PoolArgs),
+    Pool(TableArgs),
     /// Write seed annotations: long_pos, long_neg, short_pos, short_neg written from truth.
-    Seed(SeedArgs),
+    Seed(TableArgs),
     /// Write evaluation sets: zero-shot classes, retrieval, compositional negatives.
     Eval(EvalArgs),
 }
@@ -259,34 +237,33 @@ fn rate_line(what: &str, rows: usize, shards: usize, dir: &Path, started: Instan
 }
 
 /// Writes one generated table (`world pool` or `world seed`) with its manifest and a rate
-/// line: `options` are its rows, seed, output directory, image options and mix.
+/// line.
 fn generate_table(
     command: &str,
-    options: (u64, u64, &std::path::Path, &ImageArgs, &Mix),
+    args: &TableArgs,
     status: Status,
     write: impl FnOnce() -> Result<table::Written>,
 ) -> Result<()> {
-    let (rows, seed, out, image, mix) = options;
     let started = Instant::now();
-    crate::shards::prepare_dir(out)?;
+    crate::shards::prepare_dir(&args.out)?;
     let written = write()?;
     write_manifest(
-        out,
+        &args.out,
         serde_json::json!({
             "command": command,
-            "rows": rows,
-            "seed": seed,
-            "size": image.size,
-            "format": format!("{:?}", image.format).to_lowercase(),
-            "mix": mix.to_string(),
-            "shard_rows": image.shard_rows,
+            "rows": args.rows,
+            "seed": args.seed,
+            "size": args.image.size,
+            "format": format!("{:?}", args.image.format).to_lowercase(),
+            "mix": args.mix.to_string(),
+            "shard_rows": args.image.shard_rows,
         }),
     )?;
     status.line(&rate_line(
         command,
         written.rows,
         written.shards.len(),
-        out,
+        &args.out,
         started,
     ));
     Ok(())
@@ -295,18 +272,12 @@ fn generate_table(
 /// Runs a `world` subcommand.
 pub fn run(command: &WorldCommand, status: Status) -> Result<Outcome> {
     match command {
-        WorldCommand::Pool(args) => generate_table(
-            "world pool",
-            (args.rows, args.seed, &args.out, &args.image, &args.mix),
-            status,
-            || pool::write_pool(args),
-        )?,
-        WorldCommand::Seed(args) => generate_table(
-            "world seed",
-            (args.rows, args.seed, &args.out, &args.image, &args.mix),
-            status,
-            || pool::write_seed(args),
-        )?,
+        WorldCommand::Pool(args) => {
+            generate_table("world pool", args, status, || pool::write_pool(args))?
+        }
+        WorldCommand::Seed(args) => {
+            generate_table("world seed", args, status, || pool::write_seed(args))?
+        }
         WorldCommand::Eval(args) => {
             let started = Instant::now();
             crate::shards::prepare_dir(&args.out)?;

@@ -12,9 +12,7 @@ use super::rng::Rng;
 use super::scene::Scene;
 use super::seed_texts::seed_texts;
 use super::table::{Cell, Written, tags_field, text, text_field, write_table};
-use super::{
-    Domain, ImageArgs, PoolArgs, Purpose, SeedArgs, encode_scene, row_rng, row_scene, row_uid,
-};
+use super::{Domain, ImageArgs, Purpose, TableArgs, encode_scene, row_rng, row_scene, row_uid};
 
 /// The pool's columns: the contract's (`uid`, `url`, `txt`, `img`, `width`, `height`) and the
 /// hidden truth.
@@ -128,7 +126,7 @@ fn pool_row(
 }
 
 /// Writes `world pool`'s shards.
-pub fn write_pool(args: &PoolArgs) -> Result<Written> {
+pub fn write_pool(args: &TableArgs) -> Result<Written> {
     write_table(
         &args.out,
         Schema::new(pool_fields()),
@@ -141,7 +139,7 @@ pub fn write_pool(args: &PoolArgs) -> Result<Written> {
 
 /// Writes `world seed`'s shards: pool rows plus `long_pos`, `long_neg`, `short_pos`,
 /// `short_neg`.
-pub fn write_seed(args: &SeedArgs) -> Result<Written> {
+pub fn write_seed(args: &TableArgs) -> Result<Written> {
     let mut fields = pool_fields();
     fields.extend([
         text_field("long_pos", false),

@@ -7,26 +7,10 @@ use std::sync::Arc;
 
 use arrow::array::{BinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
+use hqflow::world::rng::Rng;
 use parquet::arrow::ArrowWriter;
 
 use crate::support::{hqflow, root};
-
-/// SplitMix64: a fixed stream, so the corpus is the same on every run.
-struct Stream(u64);
-
-impl Stream {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn png_chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
     let mut out = (data.len() as u32).to_be_bytes().to_vec();
@@ -58,7 +42,8 @@ fn corpus() -> Vec<(String, Option<Vec<u8>>, Option<String>)> {
         .map(|e| e.expect("entry").path())
         .collect();
     names.sort();
-    let mut rng = Stream(20261127);
+    // The world's generator: a fixed stream, so the corpus is the same on every run.
+    let mut rng = Rng::stream(20261127, &[]);
     let mut rows: Vec<(String, Option<Vec<u8>>)> = Vec::new();
     for path in &names {
         let bytes = std::fs::read(path).expect("image");
@@ -70,21 +55,21 @@ fn corpus() -> Vec<(String, Option<Vec<u8>>, Option<String>)> {
         for k in 0..40 {
             let mut b = bytes.clone();
             let at = rng.below(b.len());
-            b[at] ^= (rng.next() % 255 + 1) as u8;
+            b[at] ^= (rng.next_u64() % 255 + 1) as u8;
             rows.push((format!("{name}/flip-{k}"), Some(b)));
         }
         for k in 0..20 {
             let mut b = bytes.clone();
             let at = rng.below(b.len());
             for byte in b.iter_mut().skip(at).take(16) {
-                *byte = rng.next() as u8;
+                *byte = rng.next_u64() as u8;
             }
             rows.push((format!("{name}/run-{k}"), Some(b)));
         }
     }
     for k in 0..200 {
         let len = rng.below(4096);
-        let b: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let b: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         rows.push((format!("random-{k}"), Some(b)));
     }
     for (w, h) in [

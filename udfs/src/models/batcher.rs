@@ -68,7 +68,7 @@ fn forward_threads(device: &candle_core::Device) -> usize {
 /// A loaded checkpoint and the threads that run its forward passes.
 pub struct Batcher {
     checkpoint: Arc<ClipCheckpoint>,
-    queue: Mutex<Sender<Item>>,
+    queue: Sender<Item>,
     counts: Arc<Counts>,
     slots: Arc<Slots>,
 }
@@ -115,7 +115,7 @@ impl Batcher {
         }
         Ok(Batcher {
             checkpoint,
-            queue: Mutex::new(queue),
+            queue,
             counts,
             slots: Arc::new(Slots {
                 count: Mutex::new(SlotCount::default()),
@@ -138,11 +138,7 @@ impl Batcher {
     /// clone of the submitter is dropped and every submitted row is answered (or lost with
     /// a stopped model thread, which the caller sees as missing keys).
     pub fn open(&self, policy: BatchPolicy) -> ModelResult<(Submitter, Receiver<Reply>)> {
-        let queue = self
-            .queue
-            .lock()
-            .map_err(|_| ModelError("model queue poisoned by a panic".into()))?
-            .clone();
+        let queue = self.queue.clone();
         self.slots.grow_to(policy.in_flight.max(1))?;
         let (reply, answers) = channel();
         let submitter = Submitter {

@@ -108,18 +108,23 @@ impl ClipCheckpoint {
         self.preprocessor.process_bytes(bytes)
     }
 
-    fn check_input_size(&self, sizes: impl Iterator<Item = usize>) -> ModelResult<usize> {
+    /// Images (each CHW at the model's size) as one [batch, 3, side, side] tensor on the
+    /// model's device.
+    fn batch_tensor<T: candle_core::WithDType>(&self, images: &[Vec<T>]) -> ModelResult<Tensor> {
         let side = self.image_size();
         let expected = 3 * side * side;
-        for size in sizes {
-            if size != expected {
-                return Err(ModelError(format!(
-                    "preprocessing gives {size} values per image but the vision tower needs \
-                     3x{side}x{side}; preprocessor_config.json and config.json disagree"
-                )));
-            }
+        if let Some(bad) = images.iter().find(|i| i.len() != expected) {
+            return Err(ModelError(format!(
+                "preprocessing gives {} values per image but the vision tower needs \
+                 3x{side}x{side}; preprocessor_config.json and config.json disagree",
+                bad.len()
+            )));
         }
-        Ok(side)
+        Ok(Tensor::from_vec(
+            images.concat(),
+            (images.len(), 3, side, side),
+            self.model.device(),
+        )?)
     }
 
     /// L2-normalized embeddings of images given as [`Self::image_input`] makes them.
@@ -127,13 +132,9 @@ impl ClipCheckpoint {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let side = self.check_input_size(images.iter().map(Vec::len))?;
-        let planes = Tensor::from_vec(
-            images.concat(),
-            (images.len(), 3, side, side),
-            self.model.device(),
-        )?;
-        let pixels = self.preprocessor.normalize_tensor(&planes)?;
+        let pixels = self
+            .preprocessor
+            .normalize_tensor(&self.batch_tensor(images)?)?;
         self.model.embed_images(&pixels)
     }
 
@@ -142,12 +143,6 @@ impl ClipCheckpoint {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let side = self.check_input_size(images.iter().map(Vec::len))?;
-        let pixels = Tensor::from_vec(
-            images.concat(),
-            (images.len(), 3, side, side),
-            self.model.device(),
-        )?;
-        self.model.embed_images(&pixels)
+        self.model.embed_images(&self.batch_tensor(images)?)
     }
 }
