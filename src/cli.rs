@@ -31,6 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Run SQL over Parquet tables: a query, files of statements, stdin, or an interactive shell.
     Sql(SqlArgs),
+    /// Materialize a query's result as Parquet shards in a directory, resumably.
+    Run(crate::run::RunArgs),
     /// Check tables against the pool and refined contracts in schemas/.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -81,7 +83,8 @@ pub struct SessionArgs {
 }
 
 impl SessionArgs {
-    fn options(&self) -> SessionOptions {
+    /// The session these arguments describe.
+    pub fn options(&self) -> SessionOptions {
         let device = self.device.iter().map(|d| Assignment {
             key: "hqflow.device".into(),
             value: d.clone(),
@@ -261,6 +264,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     let status = Status::new(cli.quiet);
     match cli.command {
         Command::Sql(args) => run_sql(args, status).await,
+        Command::Run(args) => crate::run::run(&args, status).await,
         Command::Schema(SchemaCommand::Check { table, schema }) => {
             schema_check(&table, &schema, status).await
         }

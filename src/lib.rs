@@ -17,6 +17,7 @@ pub mod demo;
 pub mod ingest;
 pub mod object_stores;
 pub mod output;
+pub mod run;
 pub mod script;
 pub mod session;
 pub mod shards;

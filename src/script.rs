@@ -60,46 +60,60 @@ pub async fn run_script(
     let many = statements.len() > 1;
     for (i, statement) in statements.into_iter().enumerate() {
         let text = statement.to_string();
-        let run = async {
-            let plan = ctx.state().statement_to_plan(statement).await?;
-            let command = is_command(&plan);
-            let label = match &plan {
-                LogicalPlan::Copy(_) => Some("COPY"),
-                LogicalPlan::Dml(_) => Some("INSERT"),
-                _ => None,
-            };
-            let df = ctx.execute_logical_plan(plan).await?;
-            if command {
-                let mut stream = df.execute_stream().await?;
-                let mut count: Option<u64> = None;
-                while let Some(batch) = stream.next().await {
-                    let batch = batch?;
-                    if let Some(col) = batch.columns().first()
-                        && let Some(c) = col
-                            .as_any()
-                            .downcast_ref::<datafusion::arrow::array::UInt64Array>()
-                    {
-                        count = Some(count.unwrap_or(0) + c.iter().flatten().sum::<u64>());
-                    }
+        run_statement(ctx, statement, out, status)
+            .await
+            .map_err(|e| {
+                if many {
+                    statement_context(e, i, &text)
+                } else {
+                    e
                 }
-                if let (Some(label), Some(count)) = (label, count) {
-                    status(&format!("{label}: {count} rows"));
-                }
-            } else {
-                out.write_stream(df.execute_stream().await?).await?;
-            }
-            Ok::<(), DataFusionError>(())
-        };
-        run.await.map_err(|e| {
-            if many {
-                e.context(format!("statement {} ({})", i + 1, short(&text)))
-            } else {
-                e
-            }
-        })?;
+            })?;
         if out.broken_pipe() {
             break;
         }
+    }
+    Ok(())
+}
+
+/// Names statement `index` (0-based) of a script in an error.
+pub fn statement_context(e: DataFusionError, index: usize, text: &str) -> DataFusionError {
+    e.context(format!("statement {} ({})", index + 1, short(text)))
+}
+
+/// Runs one parsed statement, as [`run_script`] runs each of its statements.
+pub async fn run_statement(
+    ctx: &SessionContext,
+    statement: datafusion::sql::parser::Statement,
+    out: &mut ResultWriter,
+    status: &mut (dyn FnMut(&str) + Send),
+) -> Result<()> {
+    let plan = ctx.state().statement_to_plan(statement).await?;
+    let command = is_command(&plan);
+    let label = match &plan {
+        LogicalPlan::Copy(_) => Some("COPY"),
+        LogicalPlan::Dml(_) => Some("INSERT"),
+        _ => None,
+    };
+    let df = ctx.execute_logical_plan(plan).await?;
+    if command {
+        let mut stream = df.execute_stream().await?;
+        let mut count: Option<u64> = None;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            if let Some(col) = batch.columns().first()
+                && let Some(c) = col
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+            {
+                count = Some(count.unwrap_or(0) + c.iter().flatten().sum::<u64>());
+            }
+        }
+        if let (Some(label), Some(count)) = (label, count) {
+            status(&format!("{label}: {count} rows"));
+        }
+    } else {
+        out.write_stream(df.execute_stream().await?).await?;
     }
     Ok(())
 }

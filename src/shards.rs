@@ -54,6 +54,16 @@ fn temp_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp"))
 }
 
+/// How hqflow writes Parquet shards: Snappy, row groups of [`CHUNK_ROWS`] rows, and a fixed
+/// `created_by` (so the bytes do not change with the parquet crate's version string).
+pub fn writer_properties(created_by: &str) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(CHUNK_ROWS))
+        .set_created_by(created_by.to_string())
+        .build()
+}
+
 struct OpenShard {
     writer: ArrowWriter<File>,
     tmp: PathBuf,
@@ -81,11 +91,7 @@ impl ShardWriter {
                 "--shard-rows must be positive".into(),
             ));
         }
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(CHUNK_ROWS))
-            .set_created_by(created_by.to_string())
-            .build();
+        let props = writer_properties(created_by);
         Ok(ShardWriter {
             dir: dir.to_path_buf(),
             schema,
