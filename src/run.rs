@@ -112,14 +112,12 @@ pub async fn run(args: &RunArgs, status: Status) -> Result<Outcome> {
         );
     }
     run_earlier_statements(&ctx, statements, &texts, &file, status).await?;
-    let plan = ctx
-        .state()
-        .statement_to_plan(last)
-        .await
-        .map_err(|e| statement_context(e, texts.len() - 1, &texts[texts.len() - 1]).context(file.clone()))?;
+    let plan = ctx.state().statement_to_plan(last).await.map_err(|e| {
+        statement_context(e, texts.len() - 1, &texts[texts.len() - 1]).context(file.clone())
+    })?;
 
     let tables = session_tables(&ctx).await?;
-    let dir = OutDir::create(&args.out)?;
+    let dir = OutDir::new(&args.out)?;
     refuse_output_among_inputs(&dir, &tables)?;
     let choice = locality::choose(&plan, &tables, args.shard_by.as_deref())?;
     let target = target(&ctx, &tables, &choice).await?;
@@ -158,6 +156,7 @@ pub async fn run(args: &RunArgs, status: Status) -> Result<Outcome> {
         finished: Vec::new(),
     };
 
+    let dir = OutDir::create(&args.out)?;
     let mut manifest = match reconcile(&dir, job, args.restart, status)? {
         Start::Complete(m) => {
             status.line(&format!(
@@ -569,5 +568,154 @@ impl Progress {
             manifest.rows(),
             rate_rows as f64 / secs
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::manifest::ShardFile;
+    use super::out_dir::{shard_name, temp_name};
+    use super::*;
+
+    fn job(units: u64) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            hqflow_version: "0.1.0".into(),
+            query: "SELECT uid FROM p".into(),
+            statements: vec!["SELECT uid FROM p".into()],
+            settings: vec![],
+            tables: vec![],
+            models: vec![],
+            split: Split {
+                table: Some("p".into()),
+                whole_because: None,
+                shard_rows: 10,
+                input_rows: units * 10,
+                units,
+            },
+            finished: vec![],
+        }
+    }
+
+    fn finish(dir: &OutDir, m: &mut Manifest, unit: u64) {
+        let name = shard_name(unit, 0);
+        std::fs::write(dir.join(&name), b"0123456789").expect("written");
+        m.finished.push(FinishedUnit {
+            unit,
+            rows_in: 10,
+            rows: 10,
+            shards: vec![ShardFile {
+                name,
+                size: 10,
+                rows: 10,
+            }],
+        });
+    }
+
+    fn names(dir: &OutDir) -> Vec<String> {
+        dir.entries()
+            .expect("ours")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    #[test]
+    fn a_killed_runs_leftovers_are_cleared_and_its_finished_units_kept() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = OutDir::create(tmp.path()).expect("dir");
+        let mut old = job(4);
+        finish(&dir, &mut old, 0);
+        finish(&dir, &mut old, 2);
+        dir.write_manifest(&old).expect("written");
+        // Killed after renaming unit 1's shard, before recording it; and while writing
+        // unit 3's shard and the manifest.
+        std::fs::write(dir.join(&shard_name(1, 0)), b"complete").expect("written");
+        std::fs::write(dir.join(&temp_name(&shard_name(3, 0))), b"half").expect("written");
+        std::fs::write(dir.join(&temp_name(out_dir::MANIFEST)), b"{").expect("written");
+        let Start::Resume(m) = reconcile(&dir, job(4), false, Status::new(true)).expect("ok")
+        else {
+            panic!("not complete")
+        };
+        let units: Vec<u64> = m.finished.iter().map(|u| u.unit).collect();
+        assert_eq!(units, vec![0, 2]);
+        assert_eq!(
+            names(&dir),
+            vec![
+                "_manifest.json",
+                "part-00000-000.parquet",
+                "part-00002-000.parquet"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_changed_shard_is_redone_and_success_needs_every_unit() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = OutDir::create(tmp.path()).expect("dir");
+        let mut old = job(2);
+        finish(&dir, &mut old, 0);
+        finish(&dir, &mut old, 1);
+        dir.write_manifest(&old).expect("written");
+        dir.write_atomic(SUCCESS, b"").expect("written");
+        assert!(matches!(
+            reconcile(&dir, job(2), false, Status::new(true)).expect("ok"),
+            Start::Complete(_)
+        ));
+        std::fs::write(dir.join(&shard_name(1, 0)), b"truncated").expect("written");
+        let Start::Resume(m) = reconcile(&dir, job(2), false, Status::new(true)).expect("ok")
+        else {
+            panic!("a changed shard was kept")
+        };
+        assert_eq!(m.finished.len(), 1);
+        assert_eq!(
+            names(&dir),
+            vec!["_manifest.json", "part-00000-000.parquet"]
+        );
+    }
+
+    #[test]
+    fn another_job_is_refused_unless_restarted() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = OutDir::create(tmp.path()).expect("dir");
+        let mut old = job(2);
+        finish(&dir, &mut old, 0);
+        dir.write_manifest(&old).expect("written");
+        let mut other = job(2);
+        other.statements = vec!["SELECT url FROM p".into()];
+        let e = match reconcile(&dir, other.clone(), false, Status::new(true)) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("resumed another job"),
+        };
+        assert!(
+            e.contains("the query (statement 1: 'SELECT uid FROM p' then"),
+            "{e}"
+        );
+        assert_eq!(names(&dir).len(), 2);
+        let Start::Resume(m) = reconcile(&dir, other, true, Status::new(true)).expect("ok") else {
+            panic!("not complete")
+        };
+        assert!(m.finished.is_empty());
+        assert!(names(&dir).is_empty());
+    }
+
+    #[test]
+    fn shards_without_a_manifest_are_not_taken_for_a_run() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = OutDir::create(tmp.path()).expect("dir");
+        std::fs::write(dir.join(&shard_name(0, 0)), b"x").expect("written");
+        let e = match reconcile(&dir, job(1), false, Status::new(true)) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("took shards without a manifest"),
+        };
+        assert!(e.contains("but no _manifest.json"), "{e}");
+        // A run killed before its first manifest leaves only temporary files: cleared.
+        std::fs::remove_file(dir.join(&shard_name(0, 0))).expect("removed");
+        std::fs::write(dir.join(&temp_name(out_dir::MANIFEST)), b"{").expect("written");
+        assert!(matches!(
+            reconcile(&dir, job(1), false, Status::new(true)).expect("ok"),
+            Start::Resume(_)
+        ));
+        assert!(names(&dir).is_empty());
     }
 }

@@ -122,7 +122,9 @@ pub async fn session_tables(ctx: &SessionContext) -> Result<Vec<ListedTable>> {
                         .try_collect()
                         .await
                         .map_err(|e| {
-                            DataFusionError::Plan(format!("table '{name}': cannot list '{url}': {e}"))
+                            DataFusionError::Plan(format!(
+                                "table '{name}': cannot list '{url}': {e}"
+                            ))
                         })?;
                     files.extend(listed.into_iter().map(|m| (display_path(url, &m), m)));
                 }
@@ -184,7 +186,10 @@ pub fn session_models(ctx: &SessionContext) -> Result<Vec<ModelInput>> {
 fn stamp_dir(root: &Path, relative: &Path, out: &mut Vec<FileStamp>) -> Result<()> {
     let dir = root.join(relative);
     let bad = |e: std::io::Error| {
-        DataFusionError::Plan(format!("cannot read model directory '{}': {e}", dir.display()))
+        DataFusionError::Plan(format!(
+            "cannot read model directory '{}': {e}",
+            dir.display()
+        ))
     };
     for entry in std::fs::read_dir(&dir).map_err(bad)? {
         let entry = entry.map_err(bad)?;

@@ -61,7 +61,11 @@ fn scan_keys(plan: &LogicalPlan, with_subqueries: bool) -> Result<Vec<usize>> {
 
 /// Decides how to cut `plan` (the last statement's plan, not optimized): by rows of one of
 /// `tables`, or as one unit. `shard_by` names the table to split by.
-pub fn choose(plan: &LogicalPlan, tables: &[ListedTable], shard_by: Option<&str>) -> Result<Choice> {
+pub fn choose(
+    plan: &LogicalPlan,
+    tables: &[ListedTable],
+    shard_by: Option<&str>,
+) -> Result<Choice> {
     let all = scan_keys(plan, true)?;
     let read: Vec<usize> = (0..tables.len())
         .filter(|&i| all.contains(&tables[i].key()))
@@ -97,7 +101,9 @@ pub fn choose(plan: &LogicalPlan, tables: &[ListedTable], shard_by: Option<&str>
                 .iter()
                 .max_by_key(|&&i| (tables[i].bytes(), std::cmp::Reverse(i)))
             else {
-                return Ok(Choice::Whole("it reads no Parquet table to split by".into()));
+                return Ok(Choice::Whole(
+                    "it reads no Parquet table to split by".into(),
+                ));
             };
             let note = (candidates.len() > 1).then(|| {
                 format!(
@@ -118,7 +124,9 @@ pub fn choose(plan: &LogicalPlan, tables: &[ListedTable], shard_by: Option<&str>
     }
     let main = scan_keys(plan, false)?;
     if !main.contains(&key) {
-        return Ok(Choice::Whole(format!("it reads '{name}' only in a subquery")));
+        return Ok(Choice::Whole(format!(
+            "it reads '{name}' only in a subquery"
+        )));
     }
     Ok(match blocker(plan, key)? {
         Some(what) => Choice::Whole(format!("it has {what} over '{name}'")),
@@ -174,9 +182,9 @@ fn blocker(plan: &LogicalPlan, key: usize) -> Result<Option<String>> {
             }
             blocker(if on_left { &join.left } else { &join.right }, key)
         }
-        LogicalPlan::Aggregate(_) => {
-            Ok(Some("an aggregate (GROUP BY or an aggregate function)".into()))
-        }
+        LogicalPlan::Aggregate(_) => Ok(Some(
+            "an aggregate (GROUP BY or an aggregate function)".into(),
+        )),
         LogicalPlan::Distinct(_) => Ok(Some("DISTINCT".into())),
         LogicalPlan::Sort(_) => Ok(Some("ORDER BY".into())),
         LogicalPlan::Limit(_) => Ok(Some("LIMIT or OFFSET".into())),
@@ -213,9 +221,13 @@ mod tests {
             .collect()
             .await
             .expect("copy runs");
-            ctx.register_parquet(name, path.to_string_lossy().as_ref(), ParquetReadOptions::default())
-                .await
-                .expect("registered");
+            ctx.register_parquet(
+                name,
+                path.to_string_lossy().as_ref(),
+                ParquetReadOptions::default(),
+            )
+            .await
+            .expect("registered");
         }
         ctx.sql("CREATE VIEW v AS SELECT k FROM t WHERE g > 1")
             .await
@@ -250,7 +262,11 @@ mod tests {
             "SELECT k FROM t WHERE NOT EXISTS (SELECT 1 FROM d WHERE d.k = t.k)",
             "SELECT k, unnest([1, 2]) FROM t",
         ] {
-            assert_eq!(name(&tables, &choice(&ctx, &tables, sql).await), "rows of t", "{sql}");
+            assert_eq!(
+                name(&tables, &choice(&ctx, &tables, sql).await),
+                "rows of t",
+                "{sql}"
+            );
         }
     }
 
@@ -262,13 +278,28 @@ mod tests {
             ("SELECT DISTINCT g FROM t", "over 't'"),
             ("SELECT k FROM t ORDER BY k", "ORDER BY"),
             ("SELECT k FROM t LIMIT 5", "LIMIT"),
-            ("SELECT k, row_number() OVER (ORDER BY k) FROM t", "a window function"),
+            (
+                "SELECT k, row_number() OVER (ORDER BY k) FROM t",
+                "a window function",
+            ),
             ("SELECT k FROM t UNION ALL SELECT k FROM d", "UNION"),
-            ("SELECT a.k FROM t a JOIN t b ON a.k = b.k", "reads 't' 2 times"),
-            ("SELECT k FROM t WHERE k > (SELECT avg(k) FROM t)", "reads 't' 2 times"),
-            ("SELECT t.k FROM t RIGHT JOIN d ON t.g = d.g", "a Right join"),
+            (
+                "SELECT a.k FROM t a JOIN t b ON a.k = b.k",
+                "reads 't' 2 times",
+            ),
+            (
+                "SELECT k FROM t WHERE k > (SELECT avg(k) FROM t)",
+                "reads 't' 2 times",
+            ),
+            (
+                "SELECT t.k FROM t RIGHT JOIN d ON t.g = d.g",
+                "a Right join",
+            ),
             ("SELECT t.k FROM t FULL JOIN d ON t.g = d.g", "a Full join"),
-            ("SELECT k FROM d WHERE g IN (SELECT g FROM t)", "only in a subquery"),
+            (
+                "SELECT k FROM d WHERE g IN (SELECT g FROM t)",
+                "only in a subquery",
+            ),
             ("SELECT 1 AS x", "no Parquet table"),
         ] {
             let c = name(&tables, &choice(&ctx, &tables, sql).await);

@@ -394,9 +394,15 @@ mod tests {
         b.split.input_rows = 500;
         b.split.units = 5;
         let d = a.differences(&b).join("; ");
-        assert!(d.contains("table 'pool' (file '/d/a.parquet' is gone)"), "{d}");
+        assert!(
+            d.contains("table 'pool' (file '/d/a.parquet' is gone)"),
+            "{d}"
+        );
         assert!(d.contains("table 'dims' (new)"), "{d}");
-        assert!(d.contains("1000 rows in 10 units then, 500 in 5 now"), "{d}");
+        assert!(
+            d.contains("1000 rows in 10 units then, 500 in 5 now"),
+            "{d}"
+        );
     }
 
     #[test]

@@ -261,7 +261,10 @@ mod tests {
         );
         std::fs::write(out.join("notes.txt"), b"mine").expect("written");
         let e = out.entries().expect_err("refused").to_string();
-        assert!(e.contains("'notes.txt', which hqflow run did not write"), "{e}");
+        assert!(
+            e.contains("'notes.txt', which hqflow run did not write"),
+            "{e}"
+        );
         out.remove("notes.txt").expect("removed");
         out.remove("notes.txt").expect("missing is fine");
         std::fs::create_dir(out.join("sub")).expect("made");

@@ -133,9 +133,7 @@ impl RowLayout {
             if after > 0 {
                 selectors.push(RowSelector::skip(after as usize));
             }
-            out.push(
-                file.with_extension(ParquetRowSelection::new(RowSelection::from(selectors))),
-            );
+            out.push(file.with_extension(ParquetRowSelection::new(RowSelection::from(selectors))));
         }
         out
     }
@@ -152,7 +150,7 @@ async fn row_count(
         .fetch_metadata()
         .await
         .map_err(|e| {
-        DataFusionError::Plan(format!(
+            DataFusionError::Plan(format!(
                 "table '{table}': cannot read the footer of '{}': {}",
                 meta.location,
                 e.strip_backtrace()
@@ -252,7 +250,12 @@ mod tests {
         let d = describe(&groups);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].len(), 2);
-        assert!(d[0][0].1.as_deref().is_some_and(|s| s.contains("skip: true")));
+        assert!(
+            d[0][0]
+                .1
+                .as_deref()
+                .is_some_and(|s| s.contains("skip: true"))
+        );
         let whole = layout.file_groups(1000, 2000, 1);
         assert_eq!(describe(&whole), vec![vec![("b".to_string(), None)]]);
         // Small ranges are not cut into tiny partitions.

@@ -4,6 +4,7 @@
 //! - `cli`: the real `hqflow` binary in temporary directories.
 //! - `clip_conformance`: hqflow's CLIP against transformers' outputs on tiny checkpoints.
 //! - `s3`: a round trip through a local S3-compatible server (`tests/run.sh` starts one).
+//! - `run`: `hqflow run` materializing a query into shards, resumed after kill -9 and Ctrl-C.
 //! - `train`: `hqflow-train` fit, resume and eval on a small world table.
 //! - `world`: `hqflow world` pools, seed texts and eval sets against their truth columns.
 //! - `ingest`: `hqflow ingest` of webdataset shards (written by Python's tarfile),
@@ -17,6 +18,7 @@ mod cli;
 mod clip_conformance;
 mod ingest;
 mod packages;
+mod run;
 mod s3;
 mod slt;
 mod support;
