@@ -157,6 +157,7 @@ pub async fn run(args: &RunArgs, status: Status) -> Result<Outcome> {
     };
 
     let dir = OutDir::create(&args.out)?;
+    let _lock = dir.lock()?;
     let mut manifest = match reconcile(&dir, job, args.restart, status)? {
         Start::Complete(m) => {
             status.line(&format!(

@@ -202,6 +202,24 @@ impl OutDir {
         self.sync()
     }
 
+    /// Takes an exclusive lock on the directory for as long as the returned handle lives, so
+    /// that two runs never write into it at once (an advisory `flock` on the directory
+    /// itself: no lock file to leave behind, and a killed run's lock goes with it). Where a
+    /// directory cannot be opened as a file, there is no lock.
+    pub fn lock(&self) -> Result<Option<File>> {
+        let Ok(dir) = File::open(&self.path) else {
+            return Ok(None);
+        };
+        match dir.try_lock() {
+            Ok(()) => Ok(Some(dir)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(DataFusionError::Plan(format!(
+                "another hqflow run is writing to '{}'; wait for it to end",
+                self.path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(_)) => Ok(None),
+        }
+    }
+
     /// Flushes the directory's entries (renames, removals) to disk.
     pub fn sync(&self) -> Result<()> {
         // Directories cannot be opened as files everywhere; where they can, fsync them.
@@ -244,6 +262,18 @@ mod tests {
         let tmp = temp_name(&shard_name(0, 0));
         assert!(tmp.starts_with('.'));
         assert!(!tmp.ends_with(".parquet"));
+    }
+
+    #[test]
+    fn one_run_at_a_time() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = OutDir::create(dir.path()).expect("created");
+        let held = out.lock().expect("first lock");
+        assert!(held.is_some());
+        let e = out.lock().expect_err("second lock refused").to_string();
+        assert!(e.contains("another hqflow run is writing to"), "{e}");
+        drop(held);
+        assert!(out.lock().expect("free again").is_some());
     }
 
     #[test]

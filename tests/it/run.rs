@@ -608,3 +608,38 @@ fn temporary_names_never_look_like_shards() {
     .ok();
     check_complete(&out);
 }
+
+#[test]
+fn the_dfn_scored_example_runs_as_documented() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    pool(dir.path(), 60, 60);
+    let query = root().join("queries/dfn_scored.sql");
+    let model = format!("dfn={}", root().join(TINY).display());
+    let run = run_in(
+        dir.path(),
+        &[
+            query.to_str().expect("a UTF-8 path"),
+            "-t",
+            "pool=pool",
+            "-m",
+            &model,
+            "--out",
+            "scored",
+            "--shard-rows",
+            "25",
+        ],
+    );
+    run.ok();
+    let out = dir.path().join("scored");
+    let m = check_complete(&out);
+    assert_eq!(m.split.units, 3);
+    let (uids, nulls) = read_column(&out, "uid", Some("dfn_score"));
+    assert_eq!(nulls, 0);
+    assert_eq!(
+        uids,
+        expected(
+            dir.path(),
+            "SELECT uid FROM p WHERE txt IS NOT NULL AND trim(txt) <> ''"
+        )
+    );
+}
