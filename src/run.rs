@@ -193,7 +193,13 @@ pub async fn run(args: &RunArgs, status: Status) -> Result<Outcome> {
             last_of_empty_result,
         );
         let finished = tokio::select! {
-            finished = work => finished.map_err(|e| e.context(format!("unit {unit}")))?,
+            finished = work => match finished {
+                Ok(finished) => finished,
+                Err(e) => {
+                    report_row_errors(&ctx, status);
+                    return Err(e.context(unit_text(&target, unit, args.shard_rows)));
+                }
+            },
             _ = &mut ctrl_c => {
                 report_row_errors(&ctx, status);
                 return Err(DataFusionError::Execution(format!(
@@ -449,6 +455,20 @@ fn describe_plan(manifest: &Manifest, choice: &Choice, status: Status) {
             "run: the query runs as one unit{}, so an interrupted run redoes it whole{resumed}",
             why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default()
         )),
+    }
+}
+
+/// Names a unit in an error.
+fn unit_text(target: &Target, unit: u64, shard_rows: u64) -> String {
+    match target {
+        Target::Rows { name, layout, .. } => {
+            let (start, end) = layout.unit_range(unit, shard_rows);
+            format!(
+                "unit {unit} (rows {start} to {} of '{name}')",
+                end.saturating_sub(1)
+            )
+        }
+        Target::Whole => "the query".into(),
     }
 }
 

@@ -13,7 +13,7 @@ use hqflow::run::manifest::Manifest;
 use hqflow::world::rng::Rng;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::support::{Run, hqflow_command, hqflow_in, root};
+use super::support::{Run, fixture, hqflow_command, hqflow_in, root};
 
 const TINY: &str = "tests/data/clip/tiny-quickgelu";
 
@@ -554,6 +554,35 @@ fn bad_files_and_directories_get_clear_errors() {
         &["a file of table 'p'", "cannot write over its own input"],
     );
     check_complete(&d.join("o1"));
+
+    // A failing unit (a bad image under on_error = 'fail') stops the run at that unit,
+    // named, with the units before it kept and nothing half-written.
+    fs::write(
+        d.join("score.sql"),
+        "SELECT uid, dfn_score(img, txt, 'tiny') AS s FROM p",
+    )
+    .expect("written");
+    let model = format!("tiny={}", root().join(TINY).display());
+    let pool = format!("p={}", fixture("clip_pool.parquet"));
+    let strict = [
+        "score.sql",
+        "--out",
+        "strict",
+        "-t",
+        &pool,
+        "-m",
+        &model,
+        "-s",
+        "hqflow.on_error=fail",
+        "--shard-rows",
+        "5",
+    ];
+    run_in(d, &strict).fails_with(1, &["unit 1 (rows 5 to 9 of 'p')", "not an image"]);
+    assert_eq!(
+        names(&d.join("strict")),
+        vec!["_manifest.json", "part-00000-000.parquet"]
+    );
+    check_any_moment(&d.join("strict"));
 }
 
 /// The directory of a finished run read back without hqflow's help: only `.parquet` names,
