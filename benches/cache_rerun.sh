@@ -43,7 +43,7 @@ for i in $(seq 1 "$REPEAT"); do
     cat "$work/second.err" >&2
     exit 1
   fi
-  read -r _ base _ < <(timed scan "SELECT count(*) FROM pool WHERE octet_length(img) > 0 AND txt IS NOT NULL")
+  read -r _ base _ < <(timed scan "SELECT count(*) FROM pool WHERE byte_length(img) > 0 AND txt IS NOT NULL")
   awk -v rows="$rows" -v cold="$cold" -v warm="$warm" -v base="$base" -v k1="$kept1" -v k2="$kept2" 'BEGIN {
     printf "{\"rows\": %d, \"first_s\": %.3f, \"second_s\": %.3f, \"scan_only_s\": %.3f, \"kept_first\": %d, \"kept_second\": %d, \"second_over_first\": %.4f, \"cached_row_ms\": %.4f, \"computed_row_ms\": %.3f}\n",
       rows, cold, warm, base, k1, k2, warm / cold, 1000 * (warm - base) / rows, 1000 * (cold - base) / rows
