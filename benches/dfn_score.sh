@@ -43,7 +43,7 @@ elapsed() { "$PYTHON" -c "import sys; print(float(sys.argv[2]) - float(sys.argv[
 run_hqflow() {
   local start end out
   start=$(date +%s.%N)
-  out=$(RAYON_NUM_THREADS="$THREADS" "$HQFLOW" sql -q -t "pool=$DATA/pool.parquet" -m "dfn=$DATA/clip-b32" \
+  out=$(RAYON_NUM_THREADS="$THREADS" "$HQFLOW" --no-cache sql -q -t "pool=$DATA/pool.parquet" -m "dfn=$DATA/clip-b32" \
     --device "$DEVICE" "${HQFLOW_BATCH[@]}" -s "datafusion.execution.target_partitions=$THREADS" --format ndjson \
     "SELECT count(*) AS rows, sum(dfn_score(img, txt, 'dfn')) AS score_sum FROM pool")
   end=$(date +%s.%N)

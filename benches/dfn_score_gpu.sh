@@ -26,7 +26,7 @@ trap 'rm -rf "$work"' EXIT
 echo "== agreement: cpu and cuda on the conformance pool" >&2
 query="SELECT uid, dfn_score(img, txt, 'tiny') AS s FROM p ORDER BY uid"
 for device in cpu cuda; do
-  "$HQFLOW" sql -q -t p=tests/data/clip_pool.parquet -m tiny=tests/data/clip/tiny-quickgelu \
+  "$HQFLOW" --no-cache sql -q -t p=tests/data/clip_pool.parquet -m tiny=tests/data/clip/tiny-quickgelu \
     --device "$device" --format csv "$query" > "$work/$device.csv"
 done
 "$PYTHON" - "$work/cpu.csv" "$work/cuda.csv" <<'PY'

@@ -21,6 +21,15 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// Model-output cache directory: model functions store what they compute there and
+    /// never compute it again [default: ~/.cache/hqflow/outputs, or under $XDG_CACHE_HOME].
+    #[arg(long, global = true, value_name = "DIR", env = "HQFLOW_CACHE")]
+    pub cache: Option<PathBuf>,
+
+    /// Compute every model output: read and write no cache.
+    #[arg(long, global = true, env = "HQFLOW_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_cache: bool,
+
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
@@ -47,6 +56,9 @@ pub enum Command {
     /// Measure throughput (run a release build).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// The model-output cache: what it holds, clearing it.
+    #[command(subcommand)]
+    Cache(crate::cache::CacheCommand),
 }
 
 fn parse_table(s: &str) -> std::result::Result<TableSpec, String> {
@@ -83,14 +95,22 @@ pub struct SessionArgs {
 }
 
 impl SessionArgs {
-    /// The session these arguments describe.
-    pub fn options(&self) -> SessionOptions {
+    /// The session these arguments describe, with the model-output cache in `cache_dir`.
+    pub fn options(&self, cache_dir: Option<&std::path::Path>) -> SessionOptions {
+        let cache = cache_dir.map(|dir| Assignment {
+            key: "hqflow.cache_dir".into(),
+            value: dir.display().to_string(),
+        });
         let device = self.device.iter().map(|d| Assignment {
             key: "hqflow.device".into(),
             value: d.clone(),
         });
         SessionOptions {
-            settings: device.chain(self.settings.iter().cloned()).collect(),
+            settings: cache
+                .into_iter()
+                .chain(device)
+                .chain(self.settings.iter().cloned())
+                .collect(),
             models: self.models.clone(),
             tables: self.tables.clone(),
         }
@@ -262,9 +282,10 @@ impl std::io::Write for RedactingStderr {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<Outcome> {
     let status = Status::new(cli.quiet);
+    let cache_dir = crate::cache::resolve_dir(cli.cache.as_deref(), cli.no_cache);
     match cli.command {
-        Command::Sql(args) => run_sql(args, status).await,
-        Command::Run(args) => crate::run::run(&args, status).await,
+        Command::Sql(args) => run_sql(args, cache_dir.as_deref(), status).await,
+        Command::Run(args) => crate::run::run(&args, cache_dir.as_deref(), status).await,
         Command::Schema(SchemaCommand::Check { table, schema }) => {
             schema_check(&table, &schema, status).await
         }
@@ -272,6 +293,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::World(command) => crate::world::run(&command, status),
         Command::Ingest(command) => crate::ingest::run(&command, status),
         Command::Bench(command) => crate::bench::run(&command, status),
+        Command::Cache(command) => crate::cache::run(&command, cache_dir.as_deref(), status),
     }
 }
 
@@ -294,7 +316,11 @@ fn default_format(output: Option<&PathBuf>) -> Format {
     }
 }
 
-async fn run_sql(args: SqlArgs, status: Status) -> Result<Outcome> {
+async fn run_sql(
+    args: SqlArgs,
+    cache_dir: Option<&std::path::Path>,
+    status: Status,
+) -> Result<Outcome> {
     let format = args
         .format
         .unwrap_or_else(|| default_format(args.output.as_ref()));
@@ -318,7 +344,7 @@ async fn run_sql(args: SqlArgs, status: Status) -> Result<Outcome> {
             "--output needs a QUERY, --file or statements on stdin".into(),
         ));
     }
-    let ctx = build_session(&args.session.options()).await?;
+    let ctx = build_session(&args.session.options(cache_dir)).await?;
     if scripts.is_empty() {
         if std::io::stdin().is_terminal() {
             return crate::shell::run(&ctx, args.format.unwrap_or(Format::Table), status)
@@ -352,8 +378,10 @@ async fn run_sql(args: SqlArgs, status: Status) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Prints, on stderr, the rows model functions could not compute, by function and reason.
+/// Prints, on stderr, the rows model functions could not compute, by function and reason,
+/// and what the model-output cache saved.
 pub fn report_row_errors(ctx: &datafusion::prelude::SessionContext, status: Status) {
+    crate::cache::report_use(ctx, status);
     let summary = hqflow_udfs::row_errors(ctx);
     if summary.is_empty() {
         return;

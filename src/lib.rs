@@ -11,6 +11,7 @@
 //! and its body in a module of its own that returns [`cli::Outcome`].
 
 pub mod bench;
+pub mod cache;
 pub mod cli;
 pub mod contract;
 pub mod demo;

@@ -90,14 +90,18 @@ enum Target {
 }
 
 /// Runs `hqflow run`.
-pub async fn run(args: &RunArgs, status: Status) -> Result<Outcome> {
+pub async fn run(
+    args: &RunArgs,
+    cache_dir: Option<&std::path::Path>,
+    status: Status,
+) -> Result<Outcome> {
     let file = args.file.display().to_string();
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| DataFusionError::Plan(format!("cannot read FILE '{file}': {e}")))?;
     // Refuses a directory with files of its own before any work.
     OutDir::new(&args.out)?.entries()?;
 
-    let ctx = build_session(&args.session.options()).await?;
+    let ctx = build_session(&args.session.options(cache_dir)).await?;
     let mut statements = parse_statements(&ctx, &text).map_err(|e| e.context(file.clone()))?;
     let texts: Vec<String> = statements.iter().map(|s| s.to_string()).collect();
     let Some(last) = statements.pop() else {
@@ -269,9 +273,10 @@ async fn run_earlier_statements(
     out.finish()
 }
 
+/// The settings that shape results (`-s`, `--device`); the cache directory is not one.
 fn settings(session: &SessionArgs) -> Vec<Setting> {
     session
-        .options()
+        .options(None)
         .settings
         .into_iter()
         .map(|s| Setting {

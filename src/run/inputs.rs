@@ -165,22 +165,34 @@ pub fn session_models(ctx: &SessionContext) -> Result<Vec<ModelInput>> {
     let options = hqflow_udfs::session_options(ctx);
     let mut out = Vec::new();
     for (name, location) in &options.models {
-        let files = match location {
+        let (files, fingerprint) = match location {
             ModelLocation::Directory(dir) => {
                 let mut files = Vec::new();
                 stamp_dir(Path::new(dir), Path::new(""), &mut files)?;
                 files.sort_by(|a, b| a.path.cmp(&b.path));
-                files
+                (files, content_fingerprint(&options, Path::new(dir)))
             }
-            ModelLocation::Endpoint(_) => Vec::new(),
+            ModelLocation::Endpoint(_) => (Vec::new(), None),
         };
         out.push(ModelInput {
             name: name.clone(),
             location: location.as_str().to_string(),
             files,
+            fingerprint,
         });
     }
     Ok(out)
+}
+
+/// A checkpoint's content fingerprint, with the cache remembering file hashes when the
+/// session has one (so a 600 MB checkpoint is hashed once, not on every resume).
+fn content_fingerprint(options: &hqflow_udfs::HqflowOptions, dir: &Path) -> Option<String> {
+    use hqflow_udfs::models::fingerprint::{CLIP_FILES, checkpoint_fingerprint};
+    let memo = options
+        .cache_dir
+        .as_deref()
+        .and_then(|c| hqflow_udfs::cache::open(Path::new(c)).ok());
+    checkpoint_fingerprint(dir, CLIP_FILES, memo.as_deref()).ok()
 }
 
 fn stamp_dir(root: &Path, relative: &Path, out: &mut Vec<FileStamp>) -> Result<()> {

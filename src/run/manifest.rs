@@ -76,6 +76,10 @@ pub struct ModelInput {
     pub location: String,
     /// A checkpoint directory's files (path relative to it), sorted; empty for an endpoint.
     pub files: Vec<FileStamp>,
+    /// The checkpoint's content fingerprint (the model-output cache's), when it has one:
+    /// with it, a resume compares contents, so a copied or touched checkpoint still matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// How the work is cut into units.
@@ -266,11 +270,18 @@ fn models_differences(then: &[ModelInput], now: &[ModelInput]) -> Vec<String> {
                 "model '{}' ({} then, {} now)",
                 m.name, m.location, n.location
             )),
-            Some(n) => {
-                if let Some(why) = files_difference(&m.files, &n.files) {
-                    out.push(format!("model '{}' ({why})", m.name));
+            Some(n) => match (&m.fingerprint, &n.fingerprint) {
+                (Some(a), Some(b)) if a == b => {}
+                (Some(a), Some(b)) => out.push(format!(
+                    "model '{}' (its contents changed: fingerprint {a} then, {b} now)",
+                    m.name
+                )),
+                _ => {
+                    if let Some(why) = files_difference(&m.files, &n.files) {
+                        out.push(format!("model '{}' ({why})", m.name));
+                    }
                 }
-            }
+            },
         }
     }
     for n in now {
@@ -331,6 +342,7 @@ mod tests {
                 name: "tiny".into(),
                 location: "/m".into(),
                 files: vec![stamp("config.json", 5)],
+                fingerprint: None,
             }],
             split: Split {
                 table: Some("pool".into()),
@@ -379,6 +391,19 @@ mod tests {
         ] {
             assert!(d.contains(needle), "{d:?} lacks {needle:?}");
         }
+    }
+
+    #[test]
+    fn model_fingerprints_decide_over_file_stamps() {
+        let mut a = manifest();
+        a.models[0].fingerprint = Some("f1".into());
+        let mut b = a.clone();
+        // Touched or copied: other stamps, same contents.
+        b.models[0].files[0].modified_ms += 1000;
+        assert!(a.differences(&b).is_empty());
+        b.models[0].fingerprint = Some("f2".into());
+        let d = a.differences(&b).join("; ");
+        assert!(d.contains("model 'tiny' (its contents changed"), "{d}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! - `slt`: the sqllogictest files under `tests/sql/` through hqflow's own session.
 //! - `cli`: the real `hqflow` binary in temporary directories.
+//! - `cache`: the model-output cache: re-runs compute nothing, changed checkpoints recompute.
 //! - `clip_conformance`: hqflow's CLIP against transformers' outputs on tiny checkpoints.
 //! - `s3`: a round trip through a local S3-compatible server (`tests/run.sh` starts one).
 //! - `run`: `hqflow run` materializing a query into shards, resumed after kill -9 and Ctrl-C.
@@ -14,6 +15,7 @@
 //!   function.
 
 mod bad_input_corpus;
+mod cache;
 mod cli;
 mod clip_conformance;
 mod ingest;

@@ -66,7 +66,10 @@ impl Run {
 /// A command for the `hqflow` binary with a clean environment for its settings.
 pub fn hqflow_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hqflow"));
+    // Tests compute model outputs unless they ask for the cache (tests/it/cache.rs).
     cmd.env_remove("HQFLOW_LOG")
+        .env_remove("HQFLOW_CACHE")
+        .env("HQFLOW_NO_CACHE", "1")
         .env("HQFLOW_HISTORY", "/dev/null");
     cmd
 }

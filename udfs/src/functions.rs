@@ -1,6 +1,7 @@
 //! hqflow's SQL functions, one per file, all registered by [`crate::register_all`].
 
 mod byte_length;
+mod cached;
 mod clip_common;
 mod clip_embed;
 mod columns;

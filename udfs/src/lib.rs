@@ -7,6 +7,7 @@
 //! How to add a setting: add a field to [`HqflowOptions`], parse it in `set`, list it in
 //! `entries`, and document it in the table on [`HqflowOptions`].
 
+pub mod cache;
 pub mod errors;
 pub mod functions;
 pub mod models;
@@ -44,6 +45,11 @@ pub fn with_hqflow_options(config: SessionConfig) -> SessionConfig {
 /// The session's `hqflow.*` options (defaults when the namespace was not added).
 pub fn session_options(ctx: &SessionContext) -> HqflowOptions {
     HqflowOptions::from_config(ctx.state().config().options())
+}
+
+/// Model-output cache hits and computed rows of this session so far, by function.
+pub fn cache_counts(ctx: &SessionContext) -> Vec<cache::CacheCountSummary> {
+    session_options(ctx).cache_counts.summary()
 }
 
 /// Per-row model errors of this session so far.

@@ -89,6 +89,7 @@ impl ModelLocation {
 /// | `hqflow.model_batch` | rows per forward pass of a model (default 32) |
 /// | `hqflow.batch_wait_ms` | how long a row may wait for others to fill a batch (default 5) |
 /// | `hqflow.device` | where models run: `cpu` (default), `cuda[:N]`, `metal[:N]` |
+/// | `hqflow.cache_dir` | the model-output cache's directory; empty (the default) is off |
 #[derive(Debug, Clone)]
 pub struct HqflowOptions {
     /// Registered models by name.
@@ -107,8 +108,12 @@ pub struct HqflowOptions {
     pub batch_wait_ms: u64,
     /// Where models run.
     pub device: DeviceSpec,
+    /// The model-output cache's directory (`None`: no cache).
+    pub cache_dir: Option<String>,
     /// The session's per-row error tally (shared by clones of these options).
     pub errors: Arc<crate::errors::RowErrors>,
+    /// The session's cache hits and misses (shared by clones of these options).
+    pub cache_counts: Arc<crate::cache::CacheCounts>,
 }
 
 impl Default for HqflowOptions {
@@ -122,7 +127,9 @@ impl Default for HqflowOptions {
             model_batch: 32,
             batch_wait_ms: 5,
             device: DeviceSpec::Cpu,
+            cache_dir: None,
             errors: Arc::default(),
+            cache_counts: Arc::default(),
         }
     }
 }
@@ -172,7 +179,7 @@ impl HqflowOptions {
     /// What the model functions depend on, for telling configurations apart.
     pub fn model_fingerprint(&self) -> String {
         format!(
-            "{:?}|{:?}|{:?}|{:?}|{}|{}|{}|{}",
+            "{:?}|{:?}|{:?}|{:?}|{}|{}|{}|{}|{:?}",
             self.models,
             self.dfn_model,
             self.clip_model,
@@ -180,7 +187,8 @@ impl HqflowOptions {
             self.on_error,
             self.model_batch,
             self.batch_wait_ms,
-            self.device
+            self.device,
+            self.cache_dir
         )
     }
 
@@ -250,6 +258,10 @@ impl ExtensionOptions for HqflowOptions {
                     }
                 }
             }
+            "cache_dir" => {
+                let value = value.trim();
+                self.cache_dir = (!value.is_empty()).then(|| value.to_string());
+            }
             "device" => {
                 self.device = DeviceSpec::parse(value)
                     .map_err(|e| config_err(format!("hqflow.device: {e}")))?;
@@ -269,7 +281,7 @@ impl ExtensionOptions for HqflowOptions {
                 return Err(config_err(format!(
                     "unknown setting 'hqflow.{key}' (known: hqflow.model.NAME, hqflow.dfn_model, \
                      hqflow.clip_model, hqflow.refine_backend, hqflow.on_error, hqflow.model_batch, \
-                     hqflow.batch_wait_ms, hqflow.device)"
+                     hqflow.batch_wait_ms, hqflow.device, hqflow.cache_dir)"
                 )));
             }
         }
@@ -312,6 +324,11 @@ impl ExtensionOptions for HqflowOptions {
                 key: "hqflow.device".into(),
                 value: Some(self.device.to_string()),
                 description: "Where models run: cpu, cuda[:N] or metal[:N]",
+            },
+            ConfigEntry {
+                key: "hqflow.cache_dir".into(),
+                value: self.cache_dir.clone(),
+                description: "Directory of the model-output cache (empty: no cache)",
             },
         ];
         entries.extend(self.models.iter().map(|(name, location)| ConfigEntry {

@@ -110,7 +110,9 @@ pub fn expect_binary(function: &str, index: usize, name: &str, field: &FieldRef)
     match field.data_type() {
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::Null => Ok(()),
         other => plan_err!(
-            "{function}: argument {index} ({name}) must be encoded image bytes (Binary), got {other}"
+            "{function}: argument {index} ({name}) must be encoded image bytes (Binary), got {other} \
+             ('{}')",
+            field.name()
         ),
     }
 }
@@ -119,7 +121,10 @@ pub fn expect_binary(function: &str, index: usize, name: &str, field: &FieldRef)
 pub fn expect_text(function: &str, index: usize, name: &str, field: &FieldRef) -> Result<()> {
     match field.data_type() {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => Ok(()),
-        other => plan_err!("{function}: argument {index} ({name}) must be text, got {other}"),
+        other => plan_err!(
+            "{function}: argument {index} ({name}) must be text, got {other} ('{}')",
+            field.name()
+        ),
     }
 }
 

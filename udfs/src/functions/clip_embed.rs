@@ -10,11 +10,13 @@ use datafusion::logical_expr::{
     TypeSignature, Volatility,
 };
 
+use super::cached::{decode_f32s, encode_f32s, row_cache, through_cache};
 use super::clip_common::{
     BoundOptions, DefaultModel, arrays, embed_rows, embedding_array, embedding_type, expect_binary,
     expect_text, model_argument, model_for, model_name_at, off_worker, options_of,
 };
 use super::columns::{binary_rows, text_rows};
+use crate::cache::{Key, key_of};
 use crate::options::HqflowOptions;
 
 /// Which tower a CLIP embedding function feeds.
@@ -113,13 +115,57 @@ impl ScalarUDFImpl for ClipEmbed {
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let rows = if scalar { 1 } else { args.number_rows };
         let columns = arrays(&args.args[..1], rows)?;
-        let embeddings = off_worker(|| match self.tower {
-            Tower::Image => embed_rows(name, &model, &options, &binary_rows(&columns[0])?, &[])
-                .map(|e| e.images),
-            Tower::Text => {
-                embed_rows(name, &model, &options, &[], &text_rows(&columns[0])?).map(|e| e.texts)
+        let cache = row_cache(&options, &model.checkpoint().dir);
+        let embeddings = match self.tower {
+            Tower::Image => {
+                let images = binary_rows(&columns[0])?;
+                let keys: Vec<Option<Key>> = images
+                    .iter()
+                    .map(|i| i.map(|i| key_of(&[Some(i)])))
+                    .collect();
+                through_cache(
+                    name,
+                    &options,
+                    cache.as_ref(),
+                    &keys,
+                    |v| encode_f32s(v),
+                    decode_f32s,
+                    |needed| {
+                        let images: Vec<Option<&[u8]>> = images
+                            .iter()
+                            .zip(needed)
+                            .map(|(i, n)| i.filter(|_| *n))
+                            .collect();
+                        off_worker(|| embed_rows(name, &model, &options, &images, &[]))
+                            .map(|e| e.images)
+                    },
+                )?
             }
-        })?;
+            Tower::Text => {
+                let texts = text_rows(&columns[0])?;
+                let keys: Vec<Option<Key>> = texts
+                    .iter()
+                    .map(|t| t.map(|t| key_of(&[Some(t.as_bytes())])))
+                    .collect();
+                through_cache(
+                    name,
+                    &options,
+                    cache.as_ref(),
+                    &keys,
+                    |v| encode_f32s(v),
+                    decode_f32s,
+                    |needed| {
+                        let texts: Vec<Option<&str>> = texts
+                            .iter()
+                            .zip(needed)
+                            .map(|(t, n)| t.filter(|_| *n))
+                            .collect();
+                        off_worker(|| embed_rows(name, &model, &options, &[], &texts))
+                            .map(|e| e.texts)
+                    },
+                )?
+            }
+        };
         let array = embedding_array(embeddings, dim)?;
         if scalar {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(

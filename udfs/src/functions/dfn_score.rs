@@ -12,11 +12,13 @@ use datafusion::logical_expr::{
     TypeSignature, Volatility,
 };
 
+use super::cached::{row_cache, through_cache};
 use super::clip_common::{
     BoundOptions, DefaultModel, arrays, embed_rows, expect_binary, expect_text, model_argument,
     model_for, model_name_at, off_worker, options_of,
 };
 use super::columns::{binary_rows, text_rows};
+use crate::cache::{Key, key_of};
 use crate::options::HqflowOptions;
 
 /// `dfn_score(img, txt [, model])` → Float32: the cosine similarity of the L2-normalized
@@ -99,18 +101,38 @@ impl ScalarUDFImpl for DfnScore {
         let texts = text_rows(&columns[1])?;
         // Only rows with both inputs are worth a forward pass.
         let both = |r: usize| images[r].is_some() && texts[r].is_some();
-        let images: Vec<Option<&[u8]>> = (0..rows).map(|r| images[r].filter(|_| both(r))).collect();
-        let texts: Vec<Option<&str>> = (0..rows).map(|r| texts[r].filter(|_| both(r))).collect();
-        let embeddings = off_worker(|| embed_rows(NAME, &model, &options, &images, &texts))?;
-        let (image_embeddings, text_embeddings) = (embeddings.images, embeddings.texts);
-        let scores: Float32Array = image_embeddings
-            .iter()
-            .zip(&text_embeddings)
-            .map(|(i, t)| match (i, t) {
-                (Some(i), Some(t)) => Some(i.iter().zip(t).map(|(a, b)| a * b).sum::<f32>()),
-                _ => None,
-            })
+        let keys: Vec<Option<Key>> = (0..rows)
+            .map(|r| both(r).then(|| key_of(&[images[r], texts[r].map(str::as_bytes)])))
             .collect();
+        let cache = row_cache(&options, &model.checkpoint().dir);
+        let scores = through_cache(
+            NAME,
+            &options,
+            cache.as_ref(),
+            &keys,
+            |score: &f32| score.to_le_bytes().to_vec(),
+            |bytes| Some(f32::from_le_bytes(bytes.try_into().ok()?)),
+            |needed| {
+                let images: Vec<Option<&[u8]>> =
+                    (0..rows).map(|r| images[r].filter(|_| needed[r])).collect();
+                let texts: Vec<Option<&str>> =
+                    (0..rows).map(|r| texts[r].filter(|_| needed[r])).collect();
+                let embeddings =
+                    off_worker(|| embed_rows(NAME, &model, &options, &images, &texts))?;
+                Ok(embeddings
+                    .images
+                    .iter()
+                    .zip(&embeddings.texts)
+                    .map(|(i, t)| match (i, t) {
+                        (Some(i), Some(t)) => {
+                            Some(i.iter().zip(t).map(|(a, b)| a * b).sum::<f32>())
+                        }
+                        _ => None,
+                    })
+                    .collect())
+            },
+        )?;
+        let scores = Float32Array::from(scores);
         if scalar {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
                 &scores, 0,
