@@ -27,7 +27,7 @@ pub struct Cli {
     pub cache: Option<PathBuf>,
 
     /// Compute every model output: read and write no cache.
-    #[arg(long, global = true, env = "HQFLOW_NO_CACHE")]
+    #[arg(long, global = true, env = "HQFLOW_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
 
     /// The subcommand.
