@@ -161,12 +161,30 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
     })
 }
 
-fn respond(mut stream: &TcpStream, status: &str, extra: &str, body: &str) {
+/// A response: status line, extra header lines, body.
+struct Reply {
+    status: &'static str,
+    extra: &'static str,
+    body: String,
+}
+
+fn reply(status: &'static str, body: String) -> Reply {
+    Reply {
+        status,
+        extra: "",
+        body,
+    }
+}
+
+fn respond(mut stream: &TcpStream, reply: &Reply) {
     let _ = write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n{extra}\r\n{body}",
-        body.len()
+        "HTTP/1.1 {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n{}\r\n{}",
+        reply.status,
+        reply.body.len(),
+        reply.extra,
+        reply.body
     );
     let _ = stream.flush();
 }
@@ -234,40 +252,37 @@ fn serve(state: &State, stream: TcpStream) {
     let Some(request) = read_request(&stream) else {
         return respond(
             &stream,
-            "400 Bad Request",
-            "",
-            &error_body("fake: unreadable"),
+            &reply("400 Bad Request", error_body("fake: unreadable")),
         );
     };
     state.requests.fetch_add(1, Ordering::SeqCst);
     let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     state.max_in_flight.fetch_max(now, Ordering::SeqCst);
-    answer(state, &stream, &request);
+    let reply = answer(state, &request);
+    // Out of flight before the client can see the answer (and send its next request).
     state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    respond(&stream, &reply);
 }
 
-fn answer(state: &State, stream: &TcpStream, request: &Request) {
+fn answer(state: &State, request: &Request) -> Reply {
     if let Some(key) = &state.config.api_key
         && request.authorization.as_deref() != Some(&format!("Bearer {key}"))
     {
         // Real servers sometimes echo what they got; the client must not print it.
         let got = request.authorization.clone().unwrap_or_default();
-        let body = error_body(&format!("invalid api key: {got}"));
-        return respond(stream, "401 Unauthorized", "", &body);
+        return reply(
+            "401 Unauthorized",
+            error_body(&format!("invalid api key: {got}")),
+        );
     }
     if request.path != "/v1/chat/completions" {
         let body = error_body(&format!("fake: no route {}", request.path));
-        return respond(stream, "404 Not Found", "", &body);
+        return reply("404 Not Found", body);
     }
     let (alt_text, mime, format, temperature) = match check_shape(&request.body) {
         Ok(shape) => shape,
         Err(e) => {
-            return respond(
-                stream,
-                "400 Bad Request",
-                "",
-                &error_body(&format!("fake: {e}")),
-            );
+            return reply("400 Bad Request", error_body(&format!("fake: {e}")));
         }
     };
     state.seen.lock().expect("lock").push(Seen {
@@ -280,7 +295,7 @@ fn answer(state: &State, stream: &TcpStream, request: &Request) {
     });
     if state.config.refuse_json_schema && format.as_deref() == Some("json_schema") {
         let body = error_body("response_format type 'json_schema' is not supported");
-        return respond(stream, "400 Bad Request", "", &body);
+        return reply("400 Bad Request", body);
     }
     let try_number = {
         let mut tries = state.tries.lock().expect("lock");
@@ -297,19 +312,17 @@ fn answer(state: &State, stream: &TcpStream, request: &Request) {
         std::thread::sleep(Duration::from_secs(3));
     }
     if has("once429") && try_number == 1 {
-        let body = error_body("rate limited");
-        return respond(stream, "429 Too Many Requests", "Retry-After: 1\r\n", &body);
+        return Reply {
+            status: "429 Too Many Requests",
+            extra: "Retry-After: 1\r\n",
+            body: error_body("rate limited"),
+        };
     }
     if has("always500") || (has("twice500") && try_number <= 2) {
-        return respond(stream, "500 Internal Server Error", "", &error_body("boom"));
+        return reply("500 Internal Server Error", error_body("boom"));
     }
     if has("reject400") {
-        return respond(
-            stream,
-            "400 Bad Request",
-            "",
-            &error_body("image too large"),
-        );
+        return reply("400 Bad Request", error_body("image too large"));
     }
     let valid = answer_for(&alt_text).to_string();
     let content = if has("garbage") || (has("garbageonce") && try_number == 1) {
@@ -319,5 +332,5 @@ fn answer(state: &State, stream: &TcpStream, request: &Request) {
     } else {
         valid
     };
-    respond(stream, "200 OK", "", &completion(&content));
+    reply("200 OK", completion(&content))
 }

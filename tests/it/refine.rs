@@ -193,6 +193,30 @@ fn retries_recover_and_persistent_failures_are_null_and_counted() {
 }
 
 #[test]
+fn a_server_that_is_down_gives_null_rows_and_the_query_finishes() {
+    let fake = FakeOpenAi::start(FakeConfig::default());
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let down = format!("hqflow.model.down=http://127.0.0.1:{port}/v1?model=m");
+    let sql = format!(
+        "SELECT value AS id, lvlm_refine({PNG}, 'row ' || value, 'down') AS r \
+         FROM generate_series(1, 3) ORDER BY id"
+    );
+    let out = run(&fake, &[&down], &[], None, &sql);
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r["r"].is_null()), "{rows:?}");
+    assert!(
+        out.stderr.contains("lvlm_refine: 3 x connection failed"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn a_server_that_wants_a_key_fails_the_query_naming_the_env_vars() {
     let key = "sk-fake-0123456789abcdef";
     let fake = FakeOpenAi::start(FakeConfig {

@@ -789,10 +789,6 @@ impl Call<'_> {
 
     /// One row, with its tries. `Err` only for a failure of the whole backend.
     async fn row(&self, mime: &str, input: RowInput<'_>) -> ModelResult<RowOutcome> {
-        let image_url = format!(
-            "data:{mime};base64,{}",
-            base64::engine::general_purpose::STANDARD.encode(input.image)
-        );
         let prompt = render_prompt(self.prompt_template, input.alt_text);
         let mut failed_tries = 0u32;
         let mut invalid_answers = 0u32;
@@ -808,6 +804,12 @@ impl Call<'_> {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(RowOutcome::Skipped);
             }
+            // Encoded only now, with a permit: a batch's rows all wait at once, and their
+            // base64 images together would be a second copy of the batch.
+            let image_url = format!(
+                "data:{mime};base64,{}",
+                base64::engine::general_purpose::STANDARD.encode(input.image)
+            );
             let format = self.state.format();
             let temperature = TEMPERATURES[usize::from(invalid_answers > 0)];
             let body = request_body(
