@@ -79,11 +79,12 @@ const SECRET_VARS: [&str; 5] = [
     "OPENAI_API_KEY",
 ];
 
-/// Replaces any credential from the environment that appears in `message` with `***`.
-/// S3 error bodies can echo the access key id; this is the last line of defence before a
-/// message reaches a terminal or a log.
+/// Replaces any credential from the environment that appears in `message` with `***`, and
+/// the token of any `Bearer TOKEN` (an `Authorization` header's value, whatever key it holds).
+/// S3 error bodies can echo the access key id and HTTP servers the header they got; this is
+/// the last line of defence before a message reaches a terminal or a log.
 pub fn redact_secrets(message: &str) -> String {
-    let mut out = message.to_string();
+    let mut out = redact_bearer_tokens(message);
     for var in SECRET_VARS {
         if let Ok(secret) = std::env::var(var) {
             // Very short values would redact ordinary words; real credentials are long.
@@ -93,4 +94,47 @@ pub fn redact_secrets(message: &str) -> String {
         }
     }
     out
+}
+
+/// `Bearer TOKEN` → `Bearer ***` (case-insensitive; the token runs to the next whitespace,
+/// quote, comma or bracket).
+fn redact_bearer_tokens(message: &str) -> String {
+    const WORD: &str = "bearer ";
+    let lower = message.to_ascii_lowercase();
+    let mut out = String::with_capacity(message.len());
+    let mut rest = 0;
+    while let Some(found) = lower[rest..].find(WORD) {
+        let token_start = rest + found + WORD.len();
+        let token_len = message[token_start..]
+            .find(|c: char| c.is_whitespace() || "\"',;)]}\\".contains(c))
+            .unwrap_or(message.len() - token_start);
+        out.push_str(&message[rest..token_start]);
+        if token_len > 0 && &message[token_start..token_start + token_len] != "***" {
+            out.push_str("***");
+        } else {
+            out.push_str(&message[token_start..token_start + token_len]);
+        }
+        rest = token_start + token_len;
+    }
+    out.push_str(&message[rest..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_redacted_whatever_key_they_hold() {
+        assert_eq!(
+            redact_secrets(r#"401: {"message": "invalid api key: Bearer sk-abc123XYZ"}"#),
+            r#"401: {"message": "invalid api key: Bearer ***"}"#
+        );
+        assert_eq!(
+            redact_secrets("authorization: bearer tok.en-1, next"),
+            "authorization: bearer ***, next"
+        );
+        assert_eq!(redact_secrets("Bearer"), "Bearer");
+        assert_eq!(redact_secrets("no secrets here"), "no secrets here");
+    }
 }

@@ -11,6 +11,8 @@
 //! - `ingest`: `hqflow ingest` of webdataset shards (written by Python's tarfile),
 //!   img2dataset output and folders, with bad input.
 //! - `packages`: the package pools' row counts (only when tests/run.sh could fetch them).
+//! - `refine`: `lvlm_refine` against a fake OpenAI-compatible server (`fake_openai`) on
+//!   127.0.0.1: ordering under concurrency, retries, failures, keys, the cache.
 //! - `bad_input_corpus`: over a thousand malformed images and texts through every model
 //!   function.
 
@@ -18,8 +20,10 @@ mod bad_input_corpus;
 mod cache;
 mod cli;
 mod clip_conformance;
+mod fake_openai;
 mod ingest;
 mod packages;
+mod refine;
 mod run;
 mod s3;
 mod slt;

@@ -6,10 +6,12 @@ mod clip_common;
 mod clip_embed;
 mod columns;
 mod dfn_score;
+mod lvlm_refine;
 
 pub use byte_length::ByteLength;
 pub use clip_embed::{ClipEmbed, Tower};
 pub use dfn_score::DfnScore;
+pub use lvlm_refine::{LvlmRefine, refinement_fields};
 
 use datafusion::logical_expr::ScalarUDF;
 
@@ -22,5 +24,6 @@ pub fn all(options: &HqflowOptions) -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(ClipEmbed::new(Tower::Image, options.clone())),
         ScalarUDF::new_from_impl(ClipEmbed::new(Tower::Text, options.clone())),
         ScalarUDF::new_from_impl(DfnScore::new(options.clone())),
+        ScalarUDF::new_from_impl(LvlmRefine::new(options.clone())),
     ]
 }

@@ -15,7 +15,9 @@ mod options;
 pub mod training;
 
 pub use errors::{RowErrorSummary, RowErrors};
-pub use options::{HqflowOptions, ModelLocation, OnError, check_model_name};
+pub use options::{
+    HqflowOptions, ModelLocation, OnError, RefinePrompt, RefineSettings, check_model_name,
+};
 
 use datafusion::common::Result;
 use datafusion::execution::FunctionRegistry;

@@ -13,6 +13,7 @@ pub mod clip_config;
 pub mod device;
 pub mod fingerprint;
 pub mod image_decode;
+pub mod openai_chat;
 pub mod preprocess;
 pub mod registry;
 pub mod resize;

@@ -77,6 +77,92 @@ impl ModelLocation {
     }
 }
 
+/// `lvlm_refine`'s prompt template: the default one, or a file the user gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefinePrompt {
+    /// The file it was read from (`None`: the built-in default).
+    pub path: Option<String>,
+    /// The template's text; `{alt_text}` marks where the row's alt-text goes.
+    pub text: Arc<str>,
+}
+
+impl Default for RefinePrompt {
+    fn default() -> Self {
+        RefinePrompt {
+            path: None,
+            text: Arc::from(crate::models::openai_chat::DEFAULT_PROMPT),
+        }
+    }
+}
+
+impl RefinePrompt {
+    /// Reads a template file; it must hold the `{alt_text}` slot.
+    pub fn read(path: &str) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            config_err(format!(
+                "hqflow.refine.prompt: cannot read the prompt template '{path}': {e}"
+            ))
+        })?;
+        let slot = crate::models::openai_chat::ALT_TEXT_SLOT;
+        if !text.contains(slot) {
+            return Err(config_err(format!(
+                "hqflow.refine.prompt: the template '{path}' has no {slot} (where the row's \
+                 alt-text goes)"
+            )));
+        }
+        Ok(RefinePrompt {
+            path: Some(path.to_string()),
+            text: Arc::from(text),
+        })
+    }
+}
+
+/// How `lvlm_refine` talks to a chat-completions server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefineSettings {
+    /// Requests in flight per backend, across all partitions and queries of the process.
+    pub concurrency: usize,
+    /// Limit on one request, in milliseconds.
+    pub timeout_ms: u64,
+    /// Extra tries after a timeout, a connection error, a 429 or a 5xx.
+    pub retries: u32,
+    /// The first retry's delay in milliseconds (doubling, with jitter; a 429's Retry-After
+    /// wins).
+    pub backoff_ms: u64,
+    /// The longest answer asked for, in tokens.
+    pub max_tokens: u32,
+    /// The prompt template.
+    pub prompt: RefinePrompt,
+}
+
+impl Default for RefineSettings {
+    fn default() -> Self {
+        RefineSettings {
+            concurrency: 16,
+            timeout_ms: 120_000,
+            retries: 3,
+            backoff_ms: 500,
+            max_tokens: 1024,
+            prompt: RefinePrompt::default(),
+        }
+    }
+}
+
+/// An integer setting within `range`, or an error naming it.
+fn bounded<T>(key: &str, value: &str, range: std::ops::RangeInclusive<T>) -> Result<T>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display,
+{
+    match value.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(config_err(format!(
+            "hqflow.{key} must be an integer from {} to {}, not '{value}'",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
+
 /// hqflow's session settings, under the `hqflow.` prefix.
 ///
 /// | key | value |
@@ -90,6 +176,12 @@ impl ModelLocation {
 /// | `hqflow.batch_wait_ms` | how long a row may wait for others to fill a batch (default 5) |
 /// | `hqflow.device` | where models run: `cpu` (default), `cuda[:N]`, `metal[:N]` |
 /// | `hqflow.cache_dir` | the model-output cache's directory; empty (the default) is off |
+/// | `hqflow.refine.prompt` | `lvlm_refine`'s prompt template file (must hold `{alt_text}`); empty: the built-in one |
+/// | `hqflow.refine.concurrency` | `lvlm_refine` requests in flight per backend (default 16) |
+/// | `hqflow.refine.timeout_ms` | limit on one `lvlm_refine` request (default 120000) |
+/// | `hqflow.refine.retries` | extra tries after a timeout, connection error, 429 or 5xx (default 3) |
+/// | `hqflow.refine.backoff_ms` | the first retry's delay, doubling with jitter (default 500) |
+/// | `hqflow.refine.max_tokens` | the longest answer asked for, in tokens (default 1024) |
 #[derive(Debug, Clone)]
 pub struct HqflowOptions {
     /// Registered models by name.
@@ -110,6 +202,8 @@ pub struct HqflowOptions {
     pub device: DeviceSpec,
     /// The model-output cache's directory (`None`: no cache).
     pub cache_dir: Option<String>,
+    /// How `lvlm_refine` talks to its backend.
+    pub refine: RefineSettings,
     /// The session's per-row error tally (shared by clones of these options).
     pub errors: Arc<crate::errors::RowErrors>,
     /// The session's cache hits and misses (shared by clones of these options).
@@ -128,6 +222,7 @@ impl Default for HqflowOptions {
             batch_wait_ms: 5,
             device: DeviceSpec::Cpu,
             cache_dir: None,
+            refine: RefineSettings::default(),
             errors: Arc::default(),
             cache_counts: Arc::default(),
         }
@@ -179,7 +274,7 @@ impl HqflowOptions {
     /// What the model functions depend on, for telling configurations apart.
     pub fn model_fingerprint(&self) -> String {
         format!(
-            "{:?}|{:?}|{:?}|{:?}|{}|{}|{}|{}|{:?}",
+            "{:?}|{:?}|{:?}|{:?}|{}|{}|{}|{}|{:?}|{:?}",
             self.models,
             self.dfn_model,
             self.clip_model,
@@ -188,7 +283,8 @@ impl HqflowOptions {
             self.model_batch,
             self.batch_wait_ms,
             self.device,
-            self.cache_dir
+            self.cache_dir,
+            self.refine
         )
     }
 
@@ -258,6 +354,27 @@ impl ExtensionOptions for HqflowOptions {
                     }
                 }
             }
+            "refine.prompt" => {
+                let value = value.trim();
+                self.refine.prompt = if value.is_empty() {
+                    RefinePrompt::default()
+                } else {
+                    RefinePrompt::read(value)?
+                };
+            }
+            "refine.concurrency" => {
+                self.refine.concurrency = bounded("refine.concurrency", value, 1..=1024)?;
+            }
+            "refine.timeout_ms" => {
+                self.refine.timeout_ms = bounded("refine.timeout_ms", value, 1..=3_600_000)?;
+            }
+            "refine.retries" => self.refine.retries = bounded("refine.retries", value, 0..=20)?,
+            "refine.backoff_ms" => {
+                self.refine.backoff_ms = bounded("refine.backoff_ms", value, 0..=600_000)?;
+            }
+            "refine.max_tokens" => {
+                self.refine.max_tokens = bounded("refine.max_tokens", value, 16..=131_072)?;
+            }
             "cache_dir" => {
                 let value = value.trim();
                 self.cache_dir = (!value.is_empty()).then(|| value.to_string());
@@ -281,7 +398,9 @@ impl ExtensionOptions for HqflowOptions {
                 return Err(config_err(format!(
                     "unknown setting 'hqflow.{key}' (known: hqflow.model.NAME, hqflow.dfn_model, \
                      hqflow.clip_model, hqflow.refine_backend, hqflow.on_error, hqflow.model_batch, \
-                     hqflow.batch_wait_ms, hqflow.device, hqflow.cache_dir)"
+                     hqflow.batch_wait_ms, hqflow.device, hqflow.cache_dir, hqflow.refine.prompt, \
+                     hqflow.refine.concurrency, hqflow.refine.timeout_ms, hqflow.refine.retries, \
+                     hqflow.refine.backoff_ms, hqflow.refine.max_tokens)"
                 )));
             }
         }
@@ -330,6 +449,36 @@ impl ExtensionOptions for HqflowOptions {
                 value: self.cache_dir.clone(),
                 description: "Directory of the model-output cache (empty: no cache)",
             },
+            ConfigEntry {
+                key: "hqflow.refine.prompt".into(),
+                value: self.refine.prompt.path.clone(),
+                description: "lvlm_refine's prompt template file, with {alt_text} (empty: the built-in one)",
+            },
+            ConfigEntry {
+                key: "hqflow.refine.concurrency".into(),
+                value: Some(self.refine.concurrency.to_string()),
+                description: "lvlm_refine requests in flight per backend",
+            },
+            ConfigEntry {
+                key: "hqflow.refine.timeout_ms".into(),
+                value: Some(self.refine.timeout_ms.to_string()),
+                description: "Milliseconds one lvlm_refine request may take",
+            },
+            ConfigEntry {
+                key: "hqflow.refine.retries".into(),
+                value: Some(self.refine.retries.to_string()),
+                description: "Extra tries of an lvlm_refine request after a timeout, connection error, 429 or 5xx",
+            },
+            ConfigEntry {
+                key: "hqflow.refine.backoff_ms".into(),
+                value: Some(self.refine.backoff_ms.to_string()),
+                description: "Milliseconds before the first retry (doubling, with jitter)",
+            },
+            ConfigEntry {
+                key: "hqflow.refine.max_tokens".into(),
+                value: Some(self.refine.max_tokens.to_string()),
+                description: "The longest lvlm_refine answer asked for, in tokens",
+            },
         ];
         entries.extend(self.models.iter().map(|(name, location)| ConfigEntry {
             key: format!("hqflow.model.{name}"),
@@ -363,6 +512,43 @@ mod tests {
         assert!(unknown.contains("remote, tiny"), "{unknown}");
         o.set("model.tiny", "")?;
         assert!(o.model("tiny").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn refine_settings_are_bounded_and_the_prompt_needs_its_slot() -> Result<()> {
+        let mut o = HqflowOptions::default();
+        assert!(o.refine.prompt.text.contains("{alt_text}"));
+        o.set("refine.concurrency", "4")?;
+        o.set("refine.timeout_ms", "250")?;
+        o.set("refine.retries", "0")?;
+        assert_eq!(
+            (o.refine.concurrency, o.refine.timeout_ms, o.refine.retries),
+            (4, 250, 0)
+        );
+        assert!(o.set("refine.concurrency", "0").is_err());
+        assert!(o.set("refine.retries", "-1").is_err());
+        let dir = tempfile::tempdir().map_err(|e| config_err(e.to_string()))?;
+        let good = dir.path().join("good.txt");
+        let bad = dir.path().join("bad.txt");
+        std::fs::write(&good, "Alt: {alt_text}").map_err(|e| config_err(e.to_string()))?;
+        std::fs::write(&bad, "no slot").map_err(|e| config_err(e.to_string()))?;
+        let good = good.to_str().expect("utf-8");
+        o.set("refine.prompt", good)?;
+        assert_eq!(&*o.refine.prompt.text, "Alt: {alt_text}");
+        let listed = o
+            .entries()
+            .into_iter()
+            .find(|e| e.key == "hqflow.refine.prompt")
+            .and_then(|e| e.value);
+        assert_eq!(listed.as_deref(), Some(good));
+        let err = o
+            .set("refine.prompt", bad.to_str().expect("utf-8"))
+            .expect_err("a template without the slot is refused")
+            .to_string();
+        assert!(err.contains("{alt_text}"), "{err}");
+        o.set("refine.prompt", "")?;
+        assert_eq!(o.refine.prompt, RefinePrompt::default());
         Ok(())
     }
 

@@ -21,14 +21,37 @@ pub struct RowCache {
 /// (`hqflow.cache_dir`). A cache that cannot be opened is reported once per session and
 /// the call computes without it.
 pub fn row_cache(options: &HqflowOptions, checkpoint_dir: &Path) -> Option<RowCache> {
+    open_row_cache(options, |store| {
+        let fingerprint = checkpoint_fingerprint(checkpoint_dir, CLIP_FILES, Some(store))
+            .map_err(|e| e.to_string())?;
+        Ok((fingerprint, checkpoint_dir.display().to_string()))
+    })
+}
+
+/// The cache for a call on a model that is not a checkpoint directory (a server), under a
+/// fingerprint the caller took of what decides its outputs; `description` says what that
+/// is in `hqflow cache stats`.
+pub fn fingerprint_cache(
+    options: &HqflowOptions,
+    fingerprint: &str,
+    description: &str,
+) -> Option<RowCache> {
+    open_row_cache(options, |_| {
+        Ok((fingerprint.to_string(), description.to_string()))
+    })
+}
+
+fn open_row_cache(
+    options: &HqflowOptions,
+    identify: impl FnOnce(&OutputCache) -> std::result::Result<(String, String), String>,
+) -> Option<RowCache> {
     let dir = options.cache_dir.as_deref()?;
     let opened = cache::open(Path::new(dir))
         .map_err(|e| e.to_string())
         .and_then(|store| {
-            let fingerprint = checkpoint_fingerprint(checkpoint_dir, CLIP_FILES, Some(&store))
-                .map_err(|e| e.to_string())?;
+            let (fingerprint, description) = identify(&store)?;
             store
-                .describe_model(&fingerprint, &checkpoint_dir.display().to_string())
+                .describe_model(&fingerprint, &description)
                 .map_err(|e| e.to_string())?;
             Ok(RowCache { store, fingerprint })
         });

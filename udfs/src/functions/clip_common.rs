@@ -142,7 +142,7 @@ pub fn model_name_at(args: &[ColumnarValue], index: usize) -> Option<String> {
 
 /// Handles rows that could not be computed, in row order: counted and NULL, or fatal under
 /// `fail` (the first one).
-fn rows_failed(
+pub(crate) fn rows_failed(
     function: &str,
     options: &HqflowOptions,
     mut failures: Vec<RowFailure>,
@@ -163,11 +163,14 @@ fn rows_failed(
     Ok(())
 }
 
-/// A row the model could not be asked about.
-struct RowFailure {
-    row: usize,
-    reason: &'static str,
-    detail: String,
+/// A row the model could not be asked about, or that it could not answer.
+pub(crate) struct RowFailure {
+    /// The row in the batch.
+    pub row: usize,
+    /// Stable, for counting.
+    pub reason: &'static str,
+    /// What happened.
+    pub detail: String,
 }
 
 /// Runs model work so that it does not hold up a tokio worker: on a multi-threaded runtime
