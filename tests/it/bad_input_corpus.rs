@@ -10,6 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use hqflow::world::rng::Rng;
 use parquet::arrow::ArrowWriter;
 
+use crate::fake_openai::{FakeConfig, FakeOpenAi};
 use crate::support::{hqflow, root};
 
 fn png_chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
@@ -134,16 +135,25 @@ fn a_thousand_bad_inputs_are_counted_never_fatal() {
     let rows = write_corpus(&path);
     assert!(rows >= 1000, "corpus of {rows} rows");
     let table = format!("c={}", path.display());
+    // lvlm_refine talks to a fake OpenAI-compatible server on loopback (tests/it/fake_openai.rs).
+    let fake = FakeOpenAi::start(FakeConfig::default());
+    let backend = format!("fake={}", fake.location());
     let query = "SELECT count(*) AS n, count(img) AS images, count(txt) AS texts, \
                  count(clip_embed(img, 'tiny')) AS embedded, \
                  count(clip_embed_text(txt, 'tiny')) AS embedded_texts, \
-                 count(dfn_score(img, txt, 'tiny')) AS scored FROM c";
+                 count(dfn_score(img, txt, 'tiny')) AS scored, \
+                 sum(CASE WHEN img IS NOT NULL AND txt IS NOT NULL THEN 1 ELSE 0 END) AS pairs, \
+                 count(lvlm_refine(img, txt, 'fake')) AS refined FROM c";
     let run = hqflow(&[
         "sql",
         "-t",
         &table,
         "-m",
         "tiny=tests/data/clip/tiny-quickgelu",
+        "-m",
+        &backend,
+        "-s",
+        "hqflow.refine.backoff_ms=1",
         "--format",
         "csv",
         query,
@@ -156,7 +166,17 @@ fn a_thousand_bad_inputs_are_counted_never_fatal() {
         .split(',')
         .map(|v| v.parse().expect("a count"))
         .collect();
-    let [n, images, texts, embedded, embedded_texts, scored] = values[..] else {
+    let [
+        n,
+        images,
+        texts,
+        embedded,
+        embedded_texts,
+        scored,
+        pairs,
+        refined,
+    ] = values[..]
+    else {
         panic!("unexpected result {out}");
     };
     assert_eq!(n, rows);
@@ -174,9 +194,20 @@ fn a_thousand_bad_inputs_are_counted_never_fatal() {
     // A score needs both; the rows that have both and still fail are counted.
     assert!(scored <= embedded.min(embedded_texts));
     assert!(reported(&run.stderr, "dfn_score") > 0);
+    // Every pair is refined by the server or is a counted error (not an image: no request).
+    let refine_errors = reported(&run.stderr, "lvlm_refine");
+    assert_eq!(refined + refine_errors, pairs, "{}", run.stderr);
+    assert!(
+        refined > 0 && refine_errors > 0,
+        "{refined} refined, {refine_errors} errors"
+    );
+    for line in run.stderr.lines().filter(|l| l.contains("lvlm_refine:")) {
+        eprintln!("{}", &line[..line.len().min(200)]);
+    }
     eprintln!(
         "corpus: {rows} rows, {images} images: {embedded} embedded, {image_errors} counted errors; \
-         {texts} texts embedded; {scored} scored"
+         {texts} texts embedded; {scored} scored; {refined} of {pairs} pairs refined, {} requests",
+        fake.requests()
     );
 
     let strict = hqflow(&[
