@@ -414,3 +414,120 @@ async fn lvlm_refine_runs_on_a_current_thread_runtime() {
 async fn lvlm_refine_runs_on_a_multi_thread_runtime() {
     refine_in_process().await;
 }
+
+/// The documented flow end to end: `queries/dfn_scored.sql` and `queries/refine.sql` through
+/// `hqflow run`, the result checked against the refined contract, then every statistics query
+/// in `queries/stats/` over it.
+#[test]
+fn the_refine_query_writes_the_refined_contract_and_the_stats_run_over_it() {
+    let fake = FakeOpenAi::start(FakeConfig::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scored = dir.path().join("scored");
+    let refined = dir.path().join("refined");
+    let pool = format!("pool={}", crate::support::fixture("clip_pool.parquet"));
+    let scored_table = format!("scored={}", scored.display());
+    let refined_table = format!("refined={}", refined.display());
+    let hq = |args: &[&str]| crate::support::hqflow(args);
+    hq(&[
+        "run",
+        "queries/dfn_scored.sql",
+        "-t",
+        &pool,
+        "-m",
+        "dfn=tests/data/clip/tiny-quickgelu",
+        "--out",
+        scored.to_str().expect("utf-8"),
+    ])
+    .ok();
+    let backend = format!("refiner={}", fake.location());
+    let refine = hq(&[
+        "run",
+        "queries/refine.sql",
+        "-t",
+        &scored_table,
+        "-m",
+        &backend,
+        "--out",
+        refined.to_str().expect("utf-8"),
+    ]);
+    refine.ok();
+    hq(&[
+        "schema",
+        "check",
+        "-t",
+        &refined_table,
+        "--schema",
+        "refined",
+    ])
+    .ok();
+
+    let count = |table: &str, sql: &str| -> String {
+        hq(&["sql", "-t", table, "--format", "csv", sql])
+            .ok()
+            .lines()
+            .nth(1)
+            .expect("a row")
+            .to_string()
+    };
+    // The top 30% of the scored rows, each refined by the fake (which echoes the alt-text).
+    let scored_rows: f64 = count(&scored_table, "SELECT count(dfn_score) FROM scored")
+        .parse()
+        .expect("a count");
+    let kept: f64 = count(&refined_table, "SELECT count(*) FROM refined")
+        .parse()
+        .expect("a count");
+    assert!(
+        kept >= (scored_rows * 0.3).floor() && kept <= (scored_rows * 0.3).ceil() + 1.0,
+        "{kept} kept of {scored_rows}"
+    );
+    assert_eq!(
+        count(
+            &refined_table,
+            // The client sends at most 2,000 characters of alt-text.
+            "SELECT count(*) FROM refined WHERE starts_with(long_pos, 'pos: ') \
+             AND starts_with(txt, substr(long_pos, 6)) \
+             AND short_neg[1] = 'not ' || substr(long_pos, 6) AND refine_error IS NULL \
+             AND refine_model = 'refiner'"
+        ),
+        format!("{kept}")
+    );
+    for stats in [
+        "tag_frequencies",
+        "description_lengths",
+        "pos_neg_overlap",
+        "refine_errors",
+    ] {
+        let file = format!("queries/stats/{stats}.sql");
+        let run = hq(&["sql", "-t", &refined_table, "--format", "csv", "-f", &file]);
+        let out = run.ok();
+        assert!(out.lines().count() >= 2, "{stats}: {out}");
+        if stats == "pos_neg_overlap" {
+            assert_eq!(
+                out.lines().nth(1),
+                Some(format!("{kept},0,0,0.0").as_str()),
+                "{out}"
+            );
+        }
+    }
+    let histogram = hq(&[
+        "sql",
+        "-t",
+        &scored_table,
+        "--format",
+        "csv",
+        "-f",
+        "queries/stats/score_histogram.sql",
+    ]);
+    let out = histogram.ok();
+    let total: u64 = out
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                .expect("n")
+        })
+        .sum();
+    assert_eq!(total as f64, scored_rows, "{out}");
+}
