@@ -174,7 +174,22 @@ fn check_complete(out: &Path) -> Manifest {
 fn run_in(dir: &Path, args: &[&str]) -> Run {
     let mut all = vec!["run"];
     all.extend_from_slice(args);
+    if args.contains(&"--cache") {
+        let output = with_cache(hqflow_command())
+            .args(&all)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the hqflow binary runs");
+        return Run::from(output);
+    }
     hqflow_in(dir, &all)
+}
+
+/// Lets a command use the cache its `--cache` names (tests run without one by default).
+fn with_cache(mut command: std::process::Command) -> std::process::Command {
+    command.env_remove("HQFLOW_NO_CACHE");
+    command
 }
 
 #[test]
@@ -234,7 +249,7 @@ fn a_filter_over_several_files_gives_what_sql_gives() {
 
 /// Starts `hqflow run` in the background.
 fn spawn(dir: &Path, args: &[&str]) -> Child {
-    hqflow_command()
+    with_cache(hqflow_command())
         .arg("run")
         .args(args)
         .current_dir(dir)
@@ -287,6 +302,9 @@ fn killed_at_random_moments_it_resumes_to_every_row_exactly_once() {
         "80",
         "-s",
         "datafusion.execution.batch_size=16",
+        // The model-output cache is killed with the run: it must come back consistent.
+        "--cache",
+        "cache",
     ];
     let out = dir.path().join("out");
     let mut rng = Rng::stream(20_261_127, &[7]);
@@ -347,6 +365,18 @@ fn killed_at_random_moments_it_resumes_to_every_row_exactly_once() {
         expected(dir.path(), "SELECT uid FROM p WHERE txt IS NOT NULL")
     );
     assert_eq!(null_scores, 0);
+    // Every score was committed to the cache by some run, killed or not, and the cache file
+    // survived the kills: the same scores again compute nothing.
+    let again = with_cache(hqflow_command())
+        .args(["--cache", "cache", "sql", "-t", "p=pool", "-m", &model])
+        .arg("SELECT count(dfn_score(img, txt, 'tiny')) AS n FROM p WHERE txt IS NOT NULL")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("the hqflow binary runs");
+    let again = Run::from(again);
+    again.ok();
+    assert!(again.stderr.contains(" 0 computed"), "{}", again.stderr);
 }
 
 #[test]
