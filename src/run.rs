@@ -587,13 +587,30 @@ impl Progress {
             ),
             None => (self.rows, String::new()),
         };
+        let rate = rate_rows as f64 / secs;
+        // Rows still to read at this run's rate (a resumed run counts only its own rows).
+        let remaining = split.input_rows.saturating_sub(manifest.rows_in());
+        let eta = if split.table.is_some() && remaining > 0 && self.rows_in > 0 {
+            format!(", ETA {}", duration_words(remaining as f64 / rate))
+        } else {
+            String::new()
+        };
         self.status.line(&format!(
-            "run: {}/{} units{of}, {} result rows ({:.0} rows/s)",
+            "run: {}/{} units{of}, {} result rows ({rate:.0} rows/s{eta})",
             manifest.finished.len(),
             split.units,
             manifest.rows(),
-            rate_rows as f64 / secs
         ));
+    }
+}
+
+/// Seconds as `1h02m`, `3m12s` or `45s`.
+fn duration_words(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, min, sec) => format!("{min}m{sec:02}s"),
+        (h, min, _) => format!("{h}h{min:02}m"),
     }
 }
 
@@ -602,6 +619,13 @@ mod tests {
     use super::manifest::ShardFile;
     use super::out_dir::{shard_name, temp_name};
     use super::*;
+
+    #[test]
+    fn durations_read_as_words() {
+        assert_eq!(duration_words(44.6), "45s");
+        assert_eq!(duration_words(192.0), "3m12s");
+        assert_eq!(duration_words(3725.0), "1h02m");
+    }
 
     fn job(units: u64) -> Manifest {
         Manifest {
