@@ -33,6 +33,9 @@ pub enum Format {
     Json,
     /// One JSON object per line.
     Ndjson,
+    /// One JSON object keyed by the first column (e.g. uid), each value an object of the other
+    /// columns: the shape HQ-CLIP released its refined texts in.
+    JsonKeyed,
     /// A Parquet file (one query only).
     Parquet,
 }
@@ -154,6 +157,7 @@ impl ResultWriter {
                 self.write_json::<arrow::json::writer::LineDelimited>(stream)
                     .await?
             }
+            Format::JsonKeyed => self.write_json_keyed(stream).await?,
             Format::Parquet => self.write_parquet(stream).await?,
         };
         self.sink()?.flush()?;
@@ -222,6 +226,54 @@ impl ResultWriter {
             writer.write(&batch)?;
         }
         writer.finish()?;
+        Ok(rows)
+    }
+
+    async fn write_json_keyed(&mut self, mut stream: SendableRecordBatchStream) -> Result<u64> {
+        let schema = stream.schema();
+        if schema.fields().len() < 2 {
+            return exec_err!(
+                "--format json-keyed needs a key column and at least one value column"
+            );
+        }
+        let key_field = schema.field(0).clone();
+        let sink = self.sink()?;
+        write!(sink, "{{")?;
+        let mut rows = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let keys = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+            let keys = keys
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .ok_or_else(|| DataFusionError::Internal("key cast to Utf8".into()))?;
+            let values = batch.project(&(1..batch.num_columns()).collect::<Vec<_>>())?;
+            let mut lines = Vec::new();
+            {
+                let mut writer = arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::LineDelimited>(&mut lines);
+                writer.write(&values)?;
+                writer.finish()?;
+            }
+            let text = String::from_utf8(lines)
+                .map_err(|e| DataFusionError::Internal(format!("JSON writer: {e}")))?;
+            for (row, line) in text.lines().enumerate() {
+                if keys.is_null(row) {
+                    return exec_err!(
+                        "--format json-keyed: row {} has a NULL key ('{}')",
+                        rows + 1,
+                        key_field.name()
+                    );
+                }
+                let key = serde_json::to_string(keys.value(row))
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                let sink = self.sink()?;
+                write!(sink, "{}\n{key}: {line}", if rows == 0 { "" } else { "," })?;
+                rows += 1;
+            }
+        }
+        writeln!(self.sink()?, "{}}}", if rows == 0 { "" } else { "\n" })?;
         Ok(rows)
     }
 

@@ -509,6 +509,39 @@ fn the_refine_query_writes_the_refined_contract_and_the_stats_run_over_it() {
             );
         }
     }
+    // The JSON export keyed by uid.
+    let export = dir.path().join("refined.json");
+    hq(&[
+        "sql",
+        "-t",
+        &refined_table,
+        "-f",
+        "queries/export_json.sql",
+        "--format",
+        "json-keyed",
+        "-o",
+        export.to_str().expect("utf-8"),
+    ])
+    .ok();
+    let exported: Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).expect("export written"))
+            .expect("the export is JSON");
+    let exported = exported.as_object().expect("an object keyed by uid");
+    assert_eq!(exported.len() as f64, kept);
+    for (uid, texts) in exported {
+        let fields: Vec<&str> = texts
+            .as_object()
+            .expect("an object of texts")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        // serde_json's map lists keys sorted.
+        assert_eq!(
+            fields,
+            ["long_neg", "long_pos", "short_neg", "short_pos"],
+            "{uid}"
+        );
+    }
     let histogram = hq(&[
         "sql",
         "-t",
