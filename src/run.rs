@@ -34,7 +34,7 @@ use futures::StreamExt;
 
 use crate::cli::{Outcome, SessionArgs, Status, report_row_errors};
 use crate::output::{Format, ResultWriter};
-use crate::script::{parse_statements, run_statement, statement_context};
+use crate::script::{parse_statements, run_statement, short, statement_context};
 use crate::session::build_session;
 use inputs::{ListedTable, session_models, session_tables};
 use locality::Choice;
@@ -235,15 +235,6 @@ pub async fn run(
 
 fn is_query(statement: &DFStatement) -> bool {
     matches!(statement, DFStatement::Statement(s) if matches!(**s, SqlStatement::Query(_)))
-}
-
-fn short(sql: &str) -> String {
-    let one_line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() > 60 {
-        one_line.chars().take(59).collect::<String>() + "…"
-    } else {
-        one_line
-    }
 }
 
 /// Runs the statements before the query, as `hqflow sql` would (results of queries among

@@ -38,7 +38,8 @@ pub fn parse_statements(
     Ok(parser.parse_statements()?.into_iter().collect())
 }
 
-fn short(sql: &str) -> String {
+/// A statement on one line, cut at 60 characters, for messages.
+pub fn short(sql: &str) -> String {
     let one_line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() > 60 {
         one_line.chars().take(59).collect::<String>() + "…"

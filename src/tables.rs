@@ -208,7 +208,7 @@ async fn resolve_remote(
 
 /// Renders an object path the way the user would write it: a local path keeps its leading
 /// slash, an object-store path gets its `scheme://bucket/` back.
-fn display_path(url: &ListingTableUrl, meta: &ObjectMeta) -> String {
+pub fn display_path(url: &ListingTableUrl, meta: &ObjectMeta) -> String {
     let u = url.get_url();
     if u.scheme() == "file" {
         format!("/{}", meta.location)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use datafusion::catalog::TableProvider;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingTable, ListingTableUrl};
+use datafusion::datasource::listing::ListingTable;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use hqflow_udfs::ModelLocation;
@@ -63,20 +63,7 @@ fn listing_table(provider: &dyn TableProvider) -> Option<&ListingTable> {
     any.downcast_ref::<ListingTable>()
 }
 
-/// A listed object as the user would write it.
-pub fn display_path(url: &ListingTableUrl, meta: &ObjectMeta) -> String {
-    let u = url.get_url();
-    if u.scheme() == "file" {
-        format!("/{}", meta.location)
-    } else {
-        format!(
-            "{}://{}/{}",
-            u.scheme(),
-            u.host_str().unwrap_or_default(),
-            meta.location
-        )
-    }
-}
+pub use crate::tables::display_path;
 
 /// Every listing table in the session's catalogs, with its files listed now.
 pub async fn session_tables(ctx: &SessionContext) -> Result<Vec<ListedTable>> {

@@ -10,7 +10,7 @@ use datafusion::logical_expr::{
     TypeSignature, Volatility,
 };
 
-use super::cached::{decode_f32s, encode_f32s, row_cache, through_cache};
+use super::cached::{RowCache, decode_f32s, encode_f32s, row_cache, through_cache};
 use super::clip_common::{
     BoundOptions, DefaultModel, arrays, embed_rows, embedding_array, embedding_type, expect_binary,
     expect_text, model_argument, model_for, model_name_at, off_worker, options_of,
@@ -119,48 +119,28 @@ impl ScalarUDFImpl for ClipEmbed {
         let embeddings = match self.tower {
             Tower::Image => {
                 let images = binary_rows(&columns[0])?;
-                let keys: Vec<Option<Key>> = images
-                    .iter()
-                    .map(|i| i.map(|i| key_of(&[Some(i)])))
-                    .collect();
-                through_cache(
+                embed_column(
                     name,
                     &options,
                     cache.as_ref(),
-                    &keys,
-                    |v| encode_f32s(v),
-                    decode_f32s,
-                    |needed| {
-                        let images: Vec<Option<&[u8]>> = images
-                            .iter()
-                            .zip(needed)
-                            .map(|(i, n)| i.filter(|_| *n))
-                            .collect();
-                        off_worker(|| embed_rows(name, &model, &options, &images, &[]))
+                    &images,
+                    |i| i,
+                    |wanted| {
+                        off_worker(|| embed_rows(name, &model, &options, wanted, &[]))
                             .map(|e| e.images)
                     },
                 )?
             }
             Tower::Text => {
                 let texts = text_rows(&columns[0])?;
-                let keys: Vec<Option<Key>> = texts
-                    .iter()
-                    .map(|t| t.map(|t| key_of(&[Some(t.as_bytes())])))
-                    .collect();
-                through_cache(
+                embed_column(
                     name,
                     &options,
                     cache.as_ref(),
-                    &keys,
-                    |v| encode_f32s(v),
-                    decode_f32s,
-                    |needed| {
-                        let texts: Vec<Option<&str>> = texts
-                            .iter()
-                            .zip(needed)
-                            .map(|(t, n)| t.filter(|_| *n))
-                            .collect();
-                        off_worker(|| embed_rows(name, &model, &options, &[], &texts))
+                    &texts,
+                    str::as_bytes,
+                    |wanted| {
+                        off_worker(|| embed_rows(name, &model, &options, &[], wanted))
                             .map(|e| e.texts)
                     },
                 )?
@@ -181,4 +161,36 @@ impl ScalarUDFImpl for ClipEmbed {
             options_of(config),
         )))
     }
+}
+
+/// One column's embeddings through the model-output cache: each row keyed by its bytes, the
+/// model asked (`embed`) only for the rows the cache does not hold.
+fn embed_column<'a, T: Copy + 'a>(
+    name: &str,
+    options: &HqflowOptions,
+    cache: Option<&RowCache>,
+    rows: &[Option<T>],
+    bytes: impl Fn(T) -> &'a [u8],
+    embed: impl FnOnce(&[Option<T>]) -> Result<Vec<Option<Vec<f32>>>>,
+) -> Result<Vec<Option<Vec<f32>>>> {
+    let keys: Vec<Option<Key>> = rows
+        .iter()
+        .map(|r| r.map(|v| key_of(&[Some(bytes(v))])))
+        .collect();
+    through_cache(
+        name,
+        options,
+        cache,
+        &keys,
+        |v| encode_f32s(v),
+        decode_f32s,
+        |needed| {
+            let wanted: Vec<Option<T>> = rows
+                .iter()
+                .zip(needed)
+                .map(|(r, n)| r.filter(|_| *n))
+                .collect();
+            embed(&wanted)
+        },
+    )
 }
