@@ -4,10 +4,36 @@
 //!
 //! The first input byte picks the configuration (the rest is the image), so the fuzzer
 //! explores CLIP's 224 pipeline and a small 32 one with either filter and resize mode.
+//!
+//! `decode_rgb` catches a panic in the image codecs (third-party code) and returns it as a
+//! corrupt image. libfuzzer-sys's panic hook aborts on every panic, caught or not, so this
+//! target puts a hook back that only reports: a panic that escapes the target still ends
+//! in libfuzzer-sys's abort, a finding, after its message is printed.
 #![no_main]
+
+use std::collections::HashSet;
+use std::sync::{Mutex, Once};
 
 use hqflow_udfs::models::preprocess::Preprocessor;
 use libfuzzer_sys::fuzz_target;
+
+/// Replaces the aborting panic hook with one that prints each panic location once.
+fn report_panics_without_aborting() {
+    static ONCE: Once = Once::new();
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let place = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.get_or_insert_with(HashSet::new).insert(place) {
+                eprintln!("panic (printed once per location): {info}");
+            }
+        }));
+    });
+}
 
 /// The configuration selected by `sel`: bit 0 crop 224 or 32, bit 1 shortest-edge resize
 /// or squash to height×width, bit 2 bicubic or bilinear, bit 3 with or without center crop
@@ -34,6 +60,7 @@ fn config(sel: u8) -> (String, (u32, u32)) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    report_panics_without_aborting();
     let Some((&sel, image)) = data.split_first() else {
         return;
     };
