@@ -62,6 +62,20 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
+    // The codecs are third-party code reading untrusted bytes: a panic in one is this
+    // image's error, not the query's (found by fuzzing: png 0.18.1 indexes out of bounds
+    // expanding a palette whose PLTE length is not a multiple of 3).
+    std::panic::catch_unwind(|| decode_unguarded(bytes)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(DecodeError::Corrupt(format!("decoder panicked: {message}")))
+    })
+}
+
+fn decode_unguarded(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     let format = image::guess_format(bytes).map_err(|_| DecodeError::UnknownFormat)?;
     if !matches!(
         format,
@@ -108,4 +122,21 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
 fn has_jpeg_end(bytes: &[u8]) -> bool {
     let tail = &bytes[bytes.len().saturating_sub(64 * 1024)..];
     tail.windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fuzzing finding: a palette PNG whose PLTE chunk is 49 bytes (not a multiple of 3)
+    /// panics in png 0.18.1 (`transform/palette.rs`, slice index out of range); the
+    /// image is corrupt, and says so.
+    #[test]
+    fn a_panicking_codec_is_a_corrupt_image() {
+        let bytes = include_bytes!("../../tests/data/fuzz/png-plte-49-bytes.png");
+        match decode_rgb(bytes) {
+            Err(DecodeError::Corrupt(_)) => {}
+            other => panic!("expected a corrupt image, got {other:?}"),
+        }
+    }
 }

@@ -7,8 +7,8 @@ use image::RgbImage;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::image_decode::{DecodeError, decode_rgb};
-use super::resize::{Filter, resize};
+use super::image_decode::{DecodeError, MAX_PIXELS, decode_rgb};
+use super::resize::{Filter, resize_window};
 use super::{ModelError, ModelResult};
 
 /// How to bring an image to the model's input size.
@@ -210,25 +210,32 @@ impl Preprocessor {
     /// so a quarter of the bytes cross to it.
     pub fn crop_rgb(&self, rgb: &RgbImage) -> Vec<u8> {
         let (rh, rw) = self.resized_size((rgb.height(), rgb.width()));
-        let resized = resize(rgb, rw, rh, self.filter);
         let (oh, ow) = self.crop.unwrap_or((rh, rw));
         // numpy center_crop: top-left at half the difference, zero padding when the crop is
-        // larger than the image.
+        // larger than the image. Only the part of the resized image inside the crop is
+        // computed: the same values, but bounded by the crop however long the image's long
+        // side resizes to.
         let top = (i64::from(rh) - i64::from(oh)).div_euclid(2);
         let left = (i64::from(rw) - i64::from(ow)).div_euclid(2);
-        let plane = (oh * ow) as usize;
+        let inside = |start: i64, len: u32, size: u32| {
+            let first = start.clamp(0, i64::from(size)) as u32;
+            let end = (start + i64::from(len)).clamp(0, i64::from(size)) as u32;
+            first..end.max(first)
+        };
+        let (cols, rows) = (inside(left, ow, rw), inside(top, oh, rh));
+        let (x0, y0) = (i64::from(cols.start), i64::from(rows.start));
+        let window = resize_window(rgb, rw, rh, self.filter, (cols, rows));
+        let plane = oh as usize * ow as usize;
         let mut out = vec![0u8; 3 * plane];
-        for y in 0..oh as i64 {
-            for x in 0..ow as i64 {
-                let (sy, sx) = (y + top, x + left);
-                if sy < 0 || sx < 0 || sy >= i64::from(rh) || sx >= i64::from(rw) {
-                    continue;
-                }
-                let px = resized.get_pixel(sx as u32, sy as u32).0;
-                let at = (y as usize) * ow as usize + x as usize;
-                for (c, v) in px.into_iter().enumerate() {
-                    out[c * plane + at] = v;
-                }
+        for (x, y, px) in window.enumerate_pixels() {
+            // Where the window's pixel lands in the crop.
+            let (cy, cx) = (
+                (y0 + i64::from(y) - top) as usize,
+                (x0 + i64::from(x) - left) as usize,
+            );
+            let at = cy * ow as usize + cx;
+            for (c, &v) in px.0.iter().enumerate() {
+                out[c * plane + at] = v;
             }
         }
         out
@@ -273,11 +280,128 @@ impl Preprocessor {
 
     /// Decodes, resizes and crops encoded image bytes (8-bit CHW planes).
     pub fn crop_bytes(&self, bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
-        Ok(self.crop_rgb(&decode_rgb(bytes)?))
+        Ok(self.crop_rgb(&self.decode(bytes)?))
     }
 
     /// Decodes and preprocesses encoded image bytes.
     pub fn process_bytes(&self, bytes: &[u8]) -> Result<Vec<f32>, DecodeError> {
-        Ok(self.process_rgb(&decode_rgb(bytes)?))
+        Ok(self.process_rgb(&self.decode(bytes)?))
+    }
+
+    /// Decodes, and refuses an image whose output would exceed the decoder's pixel limit:
+    /// without a center crop, a shortest-edge resize of an image with an extreme aspect
+    /// ratio (1×100000 pixels, a few hundred bytes of PNG) is billions of pixels.
+    fn decode(&self, bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+        let rgb = decode_rgb(bytes)?;
+        let (height, width) = self.output_size((rgb.height(), rgb.width()));
+        if u64::from(width) * u64::from(height) > MAX_PIXELS {
+            return Err(DecodeError::TooLarge { width, height });
+        }
+        Ok(rgb)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use image::Rgb;
+
+    use super::*;
+    use crate::models::resize::resize;
+
+    /// CLIP's preprocessing at side `n`: shortest-edge resize, center crop if `crop`.
+    fn clip(n: u32, crop: bool) -> Preprocessor {
+        Preprocessor::from_json(&format!(
+            r#"{{"size": {{"shortest_edge": {n}}}, "do_center_crop": {crop}, "crop_size": {n}}}"#
+        ))
+        .expect("config")
+    }
+
+    /// The pipeline as transformers runs it: resize the whole image, then crop (zero
+    /// padding where the crop is larger).
+    fn crop_of_whole_resize(pre: &Preprocessor, rgb: &RgbImage) -> Vec<u8> {
+        let (rh, rw) = pre.resized_size((rgb.height(), rgb.width()));
+        let resized = resize(rgb, rw, rh, pre.filter);
+        let (oh, ow) = pre.crop.unwrap_or((rh, rw));
+        let top = (i64::from(rh) - i64::from(oh)).div_euclid(2);
+        let left = (i64::from(rw) - i64::from(ow)).div_euclid(2);
+        let plane = (oh * ow) as usize;
+        let mut out = vec![0u8; 3 * plane];
+        for y in 0..i64::from(oh) {
+            for x in 0..i64::from(ow) {
+                let (sy, sx) = (y + top, x + left);
+                if sy < 0 || sx < 0 || sy >= i64::from(rh) || sx >= i64::from(rw) {
+                    continue;
+                }
+                let px = resized.get_pixel(sx as u32, sy as u32).0;
+                for (c, v) in px.into_iter().enumerate() {
+                    out[c * plane + (y * i64::from(ow) + x) as usize] = v;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_crop_alone_has_the_values_of_the_whole_resize_cropped() {
+        let squash = |n: u32, crop: u32, resample: u8| {
+            Preprocessor::from_json(&format!(
+                r#"{{"size": {{"height": {n}, "width": {n}}}, "crop_size": {crop},
+                    "resample": {resample}}}"#
+            ))
+            .expect("config")
+        };
+        let configs = [
+            clip(32, true),
+            clip(17, true),
+            squash(24, 30, 3), // crop larger than the image: zero padding
+            squash(24, 11, 2),
+        ];
+        for (w, h) in [
+            (7, 300),
+            (300, 7),
+            (50, 37),
+            (37, 50),
+            (20, 20),
+            (5, 5),
+            (1, 40),
+        ] {
+            let rgb = RgbImage::from_fn(w, h, |x, y| {
+                Rgb([(x * 7 + y) as u8, (y * 13) as u8, (x * y) as u8])
+            });
+            for pre in &configs {
+                assert_eq!(
+                    pre.crop_rgb(&rgb),
+                    crop_of_whole_resize(pre, &rgb),
+                    "{w}x{h}, {pre:?}"
+                );
+            }
+        }
+    }
+
+    /// Found reviewing for the fuzz target, confirmed with it (a libFuzzer timeout, then out
+    /// of memory): a 1×100000 gray PNG of 275 bytes
+    /// resizes to 224×22,400,000 pixels at shortest edge 224, 15 GB as RGB, before the
+    /// center crop keeps 224×224 of it.
+    #[test]
+    fn an_extreme_aspect_ratio_is_bounded_by_the_crop() {
+        let bytes = include_bytes!("../../tests/data/fuzz/tall-1x100000.png");
+        assert_eq!(
+            decode_rgb(bytes).map(|rgb| rgb.dimensions()),
+            Ok((1, 100_000))
+        );
+        let planes = clip(224, true).crop_bytes(bytes).expect("crops");
+        assert_eq!(planes.len(), 3 * 224 * 224);
+        // Every pixel is gray 128, and so is every pixel of the crop.
+        assert!(planes.iter().all(|&v| v == 128));
+        let values = clip(224, true).process_bytes(bytes).expect("processes");
+        assert_eq!(values.len(), 3 * 224 * 224);
+        // Without a crop the output itself would be that size: refused.
+        assert_eq!(
+            clip(224, false).crop_bytes(bytes),
+            Err(DecodeError::TooLarge {
+                width: 224,
+                height: 22_400_000
+            })
+        );
     }
 }
