@@ -214,11 +214,21 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(join_error) => {
-            let detail = LAST_PANIC
-                .lock()
-                .ok()
-                .and_then(|p| p.clone())
-                .unwrap_or_else(|| join_error.to_string());
+            let fallback = join_error.to_string();
+            let message = join_error.try_into_panic().ok().and_then(|payload| {
+                payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+            });
+            // The hook also sees panics that were caught (a codec's, turned into a row error):
+            // its record is this panic's only when the messages agree.
+            let recorded = LAST_PANIC.lock().ok().and_then(|p| p.clone());
+            let detail = match (message, recorded) {
+                (Some(m), Some(r)) if r.starts_with(&m) => r,
+                (Some(m), _) => m,
+                (None, _) => fallback,
+            };
             eprintln!(
                 "error: internal error: {} (this is a bug in hqflow; please report it)",
                 redact_secrets(&detail)
