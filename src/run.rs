@@ -16,7 +16,7 @@ pub mod unit_table;
 pub mod unit_writer;
 pub mod units;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ use crate::script::{parse_statements, run_statement, short, statement_context};
 use crate::session::build_session;
 use inputs::{ListedTable, session_models, session_tables};
 use locality::Choice;
-use manifest::{FORMAT, FinishedUnit, Manifest, Setting, Split};
+use manifest::{FORMAT, FinishedUnit, Manifest, Setting, Split, UnitRowErrors};
 use out_dir::{Kind, OutDir, SUCCESS};
 use unit_table::{UnitTable, with_unit};
 use unit_writer::UnitWriter;
@@ -184,7 +184,9 @@ pub async fn run(
         .collect();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    let resumed = !manifest.finished.is_empty();
     for unit in todo {
+        let errors_before = error_counts(&ctx);
         let last_of_empty_result = manifest.finished.len() as u64 + 1 == manifest.split.units
             && shard_count(&manifest) == 0;
         let work = run_unit(
@@ -215,6 +217,8 @@ pub async fn run(
                 )));
             }
         };
+        let mut finished = finished;
+        finished.row_errors = errors_since(&errors_before, &error_counts(&ctx));
         progress.unit_done(&finished);
         manifest.finished.push(finished);
         dir.write_manifest(&manifest)?;
@@ -230,7 +234,48 @@ pub async fn run(
         progress.started.elapsed().as_secs_f64()
     ));
     report_row_errors(&ctx, status);
+    let job_errors = manifest.row_errors();
+    if resumed && !job_errors.is_empty() {
+        let total: u64 = job_errors.iter().map(|e| e.rows).sum();
+        status.line(&format!(
+            "over the whole job (every run of it), {total} row(s) got NULL from a model function:"
+        ));
+        for e in job_errors {
+            status.line(&format!("  {}: {} x {}", e.function, e.rows, e.reason));
+        }
+    }
     Ok(Outcome::Success)
+}
+
+/// The session's failed-row counts so far, by (function, reason).
+fn error_counts(ctx: &SessionContext) -> BTreeMap<(String, String), u64> {
+    hqflow_udfs::row_errors(ctx)
+        .into_iter()
+        .map(|s| ((s.function, s.reason), s.count))
+        .collect()
+}
+
+/// What was counted between two snapshots (units run one after another).
+fn errors_since(
+    before: &BTreeMap<(String, String), u64>,
+    after: &BTreeMap<(String, String), u64>,
+) -> Vec<UnitRowErrors> {
+    after
+        .iter()
+        .filter_map(|((function, reason), &count)| {
+            let rows = count.saturating_sub(
+                before
+                    .get(&(function.clone(), reason.clone()))
+                    .copied()
+                    .unwrap_or(0),
+            );
+            (rows > 0).then(|| UnitRowErrors {
+                function: function.clone(),
+                reason: reason.clone(),
+                rows,
+            })
+        })
+        .collect()
 }
 
 fn is_query(statement: &DFStatement) -> bool {
@@ -521,6 +566,7 @@ async fn run_unit(
         rows_in,
         rows,
         shards: writer.commit()?,
+        row_errors: Vec::new(),
     })
 }
 
@@ -612,6 +658,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unit_errors_are_the_difference_of_two_tallies() {
+        let key = |f: &str, r: &str| (f.to_string(), r.to_string());
+        let before = BTreeMap::from([(key("dfn_score", "not an image"), 2)]);
+        let after = BTreeMap::from([
+            (key("dfn_score", "not an image"), 5),
+            (key("dfn_score", "image too large"), 1),
+            (key("clip_embed", "not an image"), 0),
+        ]);
+        let mut d = errors_since(&before, &after);
+        d.sort_by(|a, b| a.reason.cmp(&b.reason));
+        assert_eq!(d.len(), 2);
+        assert_eq!((d[0].reason.as_str(), d[0].rows), ("image too large", 1));
+        assert_eq!((d[1].reason.as_str(), d[1].rows), ("not an image", 3));
+    }
+
+    #[test]
     fn durations_read_as_words() {
         assert_eq!(duration_words(44.6), "45s");
         assert_eq!(duration_words(192.0), "3m12s");
@@ -642,6 +704,7 @@ mod tests {
         let name = shard_name(unit, 0);
         std::fs::write(dir.join(&name), b"0123456789").expect("written");
         m.finished.push(FinishedUnit {
+            row_errors: vec![],
             unit,
             rows_in: 10,
             rows: 10,

@@ -109,6 +109,39 @@ pub struct FinishedUnit {
     pub rows: u64,
     /// Its shards (none when it has no rows).
     pub shards: Vec<ShardFile>,
+    /// Rows of this unit a model function could not compute (NULL in the result), by
+    /// function and reason: kept with the unit, so a resumed job reports all of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub row_errors: Vec<UnitRowErrors>,
+}
+
+/// One (function, reason) count of a unit's failed rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitRowErrors {
+    /// The SQL function.
+    pub function: String,
+    /// Why (as the end-of-run summary says it).
+    pub reason: String,
+    /// How many rows.
+    pub rows: u64,
+}
+
+impl Manifest {
+    /// Failed rows of every finished unit, by function and reason.
+    pub fn row_errors(&self) -> Vec<UnitRowErrors> {
+        let mut all: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        for e in self.finished.iter().flat_map(|u| &u.row_errors) {
+            *all.entry((e.function.clone(), e.reason.clone()))
+                .or_default() += e.rows;
+        }
+        all.into_iter()
+            .map(|((function, reason), rows)| UnitRowErrors {
+                function,
+                reason,
+                rows,
+            })
+            .collect()
+    }
 }
 
 /// A complete shard.
@@ -364,6 +397,7 @@ mod tests {
             rows_in: 100,
             rows: 7,
             shards: vec![],
+            row_errors: vec![],
         });
         b.query = "select uid   from pool -- comment".into();
         assert!(a.differences(&b).is_empty());
@@ -442,11 +476,30 @@ mod tests {
                 size: 123,
                 rows: 3,
             }],
+            row_errors: vec![UnitRowErrors {
+                function: "dfn_score".into(),
+                reason: "not an image".into(),
+                rows: 2,
+            }],
+        });
+        a.finished.push(FinishedUnit {
+            unit: 1,
+            rows_in: 100,
+            rows: 0,
+            shards: vec![],
+            row_errors: vec![UnitRowErrors {
+                function: "dfn_score".into(),
+                reason: "not an image".into(),
+                rows: 1,
+            }],
         });
         let text = serde_json::to_string_pretty(&a).expect("serializes");
         let b: Manifest = serde_json::from_str(&text).expect("parses");
         assert_eq!(a, b);
         assert_eq!(b.rows(), 3);
-        assert_eq!(b.rows_in(), 100);
+        assert_eq!(b.rows_in(), 200);
+        let errors = b.row_errors();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].rows, 3);
     }
 }

@@ -702,3 +702,57 @@ fn the_dfn_scored_example_runs_as_documented() {
         )
     );
 }
+
+#[test]
+fn failed_rows_are_counted_per_unit_and_reported_for_the_whole_job() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs::write(
+        dir.path().join("s.sql"),
+        "SELECT uid, dfn_score(img, txt, 'tiny') AS score FROM p",
+    )
+    .expect("written");
+    let table = format!("p={}", fixture("clip_pool.parquet"));
+    let model = format!("tiny={}", root().join(TINY).display());
+    let args = [
+        "s.sql",
+        "--out",
+        "out",
+        "-t",
+        &table,
+        "-m",
+        &model,
+        "--shard-rows",
+        "5",
+    ];
+    run_in(dir.path(), &args).ok();
+    let out = dir.path().join("out");
+    let m = manifest(&out).expect("manifest");
+    // The fixture's four undecodable images, each counted in the unit that read it.
+    let counted: u64 = m.row_errors().iter().map(|e| e.rows).sum();
+    assert_eq!(counted, 4, "{:?}", m.row_errors());
+    assert!(
+        m.finished
+            .iter()
+            .filter(|u| !u.row_errors.is_empty())
+            .count()
+            >= 2
+    );
+    // Lose the shard of a unit with errors: the resume redoes it and reports the whole job.
+    let unit = m
+        .finished
+        .iter()
+        .find(|u| !u.row_errors.is_empty() && !u.shards.is_empty())
+        .expect("a unit with errors and rows");
+    fs::remove_file(out.join(&unit.shards[0].name)).expect("removed");
+    let resumed = run_in(dir.path(), &args);
+    resumed.ok();
+    assert!(
+        resumed
+            .stderr
+            .contains("over the whole job (every run of it), 4 row(s) got NULL"),
+        "{}",
+        resumed.stderr
+    );
+    let again = manifest(&out).expect("manifest");
+    assert_eq!(again.row_errors(), m.row_errors());
+}
