@@ -73,7 +73,7 @@ fn warn_once(options: &HqflowOptions, error: &str) {
 /// One output per row: stored outputs where the cache has them; the rest from `compute`,
 /// which gets a mask of the rows it must compute (rows without a key are never asked for
 /// and stay `None`). Computed outputs are stored in one commit.
-pub fn through_cache<T>(
+pub fn through_cache<T: Clone>(
     function: &str,
     options: &HqflowOptions,
     cache: Option<&RowCache>,
@@ -106,13 +106,23 @@ pub fn through_cache<T>(
     let mut computed = 0;
     if missing.iter().any(|m| *m) {
         let fresh = compute(&missing)?;
+        // Rows with the same inputs (duplicate images are common in web pools) may land in
+        // different micro-batches and differ in the last bits: the first one computed is
+        // stored and answers all of them, as the cache will on every later run.
+        let mut first: std::collections::HashMap<Key, T> = std::collections::HashMap::new();
         let mut entries = Vec::new();
         for (row, output) in fresh.into_iter().enumerate() {
             if !missing[row] {
                 continue;
             }
             if let (Some(output), Some(key)) = (output, keys[row]) {
-                entries.push((key, encode(&output)));
+                let output = first
+                    .entry(key)
+                    .or_insert_with(|| {
+                        entries.push((key, encode(&output)));
+                        output
+                    })
+                    .clone();
                 outputs[row] = Some(output);
                 computed += 1;
             }
