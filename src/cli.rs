@@ -193,15 +193,9 @@ impl Status {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(None) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     install_panic_hook();
     // Spawned, so that a panic anywhere (ours or a dependency's) ends as one error line and
@@ -236,6 +230,19 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The binaries' multi-threaded runtime (`workers`: its thread count, default one per
+/// core); when it cannot start, the error is printed and the exit code returned.
+pub fn runtime(workers: Option<usize>) -> std::result::Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::from(1)
+    })
 }
 
 /// The message and location of the last panic, printed once by `main` instead of the

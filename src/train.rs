@@ -52,16 +52,9 @@ pub enum Command {
 /// Parses arguments, runs, and turns the result into an exit code.
 pub fn main() -> ExitCode {
     let cli = TrainCli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::cli::runtime(Some(2)) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let status = Status::new(cli.quiet);
     let result = runtime.block_on(async {

@@ -337,6 +337,16 @@ pub fn embedding_array(rows: Vec<Option<Vec<f32>>>, dim: usize) -> Result<ArrayR
     Ok(Arc::new(list))
 }
 
+/// A function's result: one value when every argument was a scalar, else the column.
+pub fn columnar(array: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
+    if scalar {
+        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+            &array, 0,
+        )?));
+    }
+    Ok(ColumnarValue::Array(array))
+}
+
 /// Arguments as arrays of the batch's length (scalars broadcast).
 pub fn arrays(args: &[ColumnarValue], rows: usize) -> Result<Vec<ArrayRef>> {
     args.iter().map(|a| a.to_array(rows)).collect()

@@ -4,7 +4,7 @@
 
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::{Result, ScalarValue, internal_err};
+use datafusion::common::{Result, internal_err};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     TypeSignature, Volatility,
@@ -12,8 +12,8 @@ use datafusion::logical_expr::{
 
 use super::cached::{RowCache, decode_f32s, encode_f32s, row_cache, through_cache};
 use super::clip_common::{
-    BoundOptions, DefaultModel, arrays, embed_rows, embedding_array, embedding_type, expect_binary,
-    expect_text, model_argument, model_for, model_name_at, off_worker, options_of,
+    BoundOptions, DefaultModel, arrays, columnar, embed_rows, embedding_array, embedding_type,
+    expect_binary, expect_text, model_argument, model_for, model_name_at, off_worker, options_of,
 };
 use super::columns::{binary_rows, text_rows};
 use crate::cache::{Key, key_of};
@@ -147,12 +147,7 @@ impl ScalarUDFImpl for ClipEmbed {
             }
         };
         let array = embedding_array(embeddings, dim)?;
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &array, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(array))
+        columnar(array, scalar)
     }
 
     fn with_updated_config(&self, config: &ConfigOptions) -> Option<ScalarUDF> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::Float32Array;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::{Result, ScalarValue, internal_err};
+use datafusion::common::{Result, internal_err};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     TypeSignature, Volatility,
@@ -14,8 +14,8 @@ use datafusion::logical_expr::{
 
 use super::cached::{row_cache, through_cache};
 use super::clip_common::{
-    BoundOptions, DefaultModel, arrays, embed_rows, expect_binary, expect_text, model_argument,
-    model_for, model_name_at, off_worker, options_of,
+    BoundOptions, DefaultModel, arrays, columnar, embed_rows, expect_binary, expect_text,
+    model_argument, model_for, model_name_at, off_worker, options_of,
 };
 use super::columns::{binary_rows, text_rows};
 use crate::cache::{Key, key_of};
@@ -133,12 +133,7 @@ impl ScalarUDFImpl for DfnScore {
             },
         )?;
         let scores = Float32Array::from(scores);
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &scores, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(Arc::new(scores)))
+        columnar(Arc::new(scores), scalar)
     }
 
     fn with_updated_config(&self, config: &ConfigOptions) -> Option<ScalarUDF> {

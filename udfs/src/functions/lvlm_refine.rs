@@ -8,7 +8,7 @@ use datafusion::arrow::array::{ArrayRef, ListBuilder, StringBuilder, StructArray
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::{DataFusionError, Result, ScalarValue, internal_err, plan_err};
+use datafusion::common::{DataFusionError, Result, internal_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     TypeSignature, Volatility,
@@ -16,8 +16,8 @@ use datafusion::logical_expr::{
 
 use super::cached::{fingerprint_cache, through_cache};
 use super::clip_common::{
-    BoundOptions, RowFailure, arrays, expect_binary, expect_text, model_argument, model_name_at,
-    options_of, rows_failed,
+    BoundOptions, RowFailure, arrays, columnar, expect_binary, expect_text, model_argument,
+    model_name_at, options_of, rows_failed,
 };
 use super::columns::{binary_rows, text_rows};
 use crate::cache::{Key, key_of};
@@ -239,12 +239,7 @@ impl ScalarUDFImpl for LvlmRefine {
             },
         )?;
         let array = refinement_array(&refinements)?;
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &array, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(array))
+        columnar(array, scalar)
     }
 
     fn with_updated_config(&self, config: &ConfigOptions) -> Option<ScalarUDF> {
