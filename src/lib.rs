@@ -10,6 +10,7 @@
 //! How to add a subcommand: a variant in [`cli::Command`], its arguments as a clap struct,
 //! and its body in a module of its own that returns [`cli::Outcome`].
 
+pub mod allocator;
 pub mod bench;
 pub mod cache;
 pub mod cli;

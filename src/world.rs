@@ -139,6 +139,10 @@ pub struct EvalArgs {
     /// Compositional-negative triples.
     #[arg(long, default_value_t = 1000)]
     pub compositional: u64,
+    /// Filtering-pool rows: pool rows (the default quality mix) with `truth_quality`, on
+    /// which a filter model's scores are judged by ROC-AUC.
+    #[arg(long, default_value_t = 2000)]
+    pub filtering: u64,
     /// Image options.
     #[command(flatten)]
     pub image: ImageArgs,
@@ -169,6 +173,8 @@ pub enum Domain {
     Retrieval = 4,
     /// `world eval` compositional.
     Compositional = 5,
+    /// `world eval` filtering pool.
+    Filtering = 6,
 }
 
 /// What a row's random stream is for: part of the key, so each use is independent.
@@ -299,6 +305,7 @@ pub fn run(command: &WorldCommand, status: Status) -> Result<Outcome> {
                     "per_class": args.per_class,
                     "retrieval": args.retrieval,
                     "compositional": args.compositional,
+                    "filtering": args.filtering,
                     "size": args.image.size,
                     "format": format!("{:?}", args.image.format).to_lowercase(),
                     "shard_rows": args.image.shard_rows,

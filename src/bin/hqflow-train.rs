@@ -1,5 +1,6 @@
 //! The `hqflow-train` binary: everything lives in the library's `train` module.
 
 fn main() -> std::process::ExitCode {
+    hqflow::allocator::tune();
     hqflow::train::main()
 }

@@ -8,6 +8,9 @@
 //!   than to the same caption with one attribute or relation swapped (`neg`), overall and
 //!   per kind of change.
 //!
+//! - `filtering/`: ROC-AUC of the DFN score between `correct` pool rows and each other kind
+//!   (see [`filtering`]).
+//!
 //! Images that do not decode are skipped and counted; sets that are absent are left out.
 
 use std::collections::BTreeMap;
@@ -23,6 +26,8 @@ use serde_json::{Value, json};
 
 use super::source::{self, TABLE};
 use crate::cli::Status;
+
+mod filtering;
 
 /// `hqflow-train eval` arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -327,10 +332,10 @@ async fn compositional(model: &ClipCheckpoint, dir: &Path, skipped: &mut usize) 
 /// Runs `eval`.
 pub async fn run(args: &EvalArgs, status: Status) -> Result<()> {
     let model = ClipCheckpoint::load(&args.model, &Device::Cpu).map_err(model_err)?;
-    let sets = ["zeroshot", "retrieval", "compositional"];
+    let sets = ["zeroshot", "retrieval", "compositional", "filtering"];
     if !sets.iter().any(|s| args.data.join(s).is_dir()) {
         return plan_err!(
-            "'{}' has none of zeroshot/, retrieval/, compositional/ (write them with `hqflow world eval`)",
+            "'{}' has none of zeroshot/, retrieval/, compositional/, filtering/ (write them with `hqflow world eval`)",
             args.data.display()
         );
     }
@@ -346,7 +351,8 @@ pub async fn run(args: &EvalArgs, status: Status) -> Result<()> {
         let value = match set {
             "zeroshot" => zeroshot(&model, &dir, &mut skipped).await?,
             "retrieval" => retrieval(&model, &dir, &mut skipped).await?,
-            _ => compositional(&model, &dir, &mut skipped).await?,
+            "compositional" => compositional(&model, &dir, &mut skipped).await?,
+            _ => filtering::filtering(&model, &dir, &mut skipped).await?,
         };
         status.line(&format!("{set}: {value}"));
         metrics.insert(set.into(), value);

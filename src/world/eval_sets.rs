@@ -5,6 +5,8 @@
 //! - `retrieval/`: images with one correct caption each, stating everything in the image.
 //! - `compositional/`: an image, a correct caption (`pos`) and the same caption with exactly
 //!   one attribute or relation changed (`neg`, what changed in `changed`).
+//! - `filtering/`: pool rows of the default quality mix with `truth_quality`, to judge a
+//!   filter model (how well its scores separate `correct` alt-texts from each other kind).
 
 use std::path::Path;
 
@@ -13,6 +15,8 @@ use datafusion::common::Result;
 
 use super::captions::{alt_text, change_one, full_with_relation, plain};
 use super::claims::Claims;
+use super::mix::Mix;
+use super::pool::write_pool_rows;
 use super::rng::Rng;
 use super::scene::Scene;
 use super::table::{Cell, Written, text, text_field, write_table};
@@ -167,7 +171,19 @@ fn write_compositional(args: &EvalArgs, dir: &Path) -> Result<Written> {
     )
 }
 
-/// Writes the three sets under `args.out`; returns each set's name and what was written.
+fn write_filtering(args: &EvalArgs, dir: &Path) -> Result<Written> {
+    prepare_dir(dir)?;
+    write_pool_rows(
+        dir,
+        args.filtering,
+        args.seed,
+        &args.image,
+        &Mix::default(),
+        Domain::Filtering,
+    )
+}
+
+/// Writes the four sets under `args.out`; returns each set's name and what was written.
 pub fn write_eval(args: &EvalArgs) -> Result<Vec<(&'static str, Written)>> {
     Ok(vec![
         (
@@ -181,6 +197,10 @@ pub fn write_eval(args: &EvalArgs) -> Result<Vec<(&'static str, Written)>> {
         (
             "compositional",
             write_compositional(args, &args.out.join("compositional"))?,
+        ),
+        (
+            "filtering",
+            write_filtering(args, &args.out.join("filtering"))?,
         ),
     ])
 }

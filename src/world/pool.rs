@@ -1,6 +1,8 @@
 //! `world pool` and `world seed` rows: a scene, its image, an alt-text of the drawn quality
 //! and the hidden truth; seed rows add the four HQ-CLIP texts.
 
+use std::path::Path;
+
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::Result;
 
@@ -127,13 +129,33 @@ fn pool_row(
 
 /// Writes `world pool`'s shards.
 pub fn write_pool(args: &TableArgs) -> Result<Written> {
-    write_table(
+    write_pool_rows(
         &args.out,
-        Schema::new(pool_fields()),
         args.rows,
-        args.image.threads(),
-        args.image.shard_rows(),
-        |row| Ok(pool_row(args.seed, Domain::Pool, row, &args.image, &args.mix)?.0),
+        args.seed,
+        &args.image,
+        &args.mix,
+        Domain::Pool,
+    )
+}
+
+/// Writes `rows` pool rows of `domain` under `out` (the eval sets' filtering pool is a pool
+/// of its own domain, so it never repeats a `world pool` row).
+pub fn write_pool_rows(
+    out: &Path,
+    rows: u64,
+    seed: u64,
+    image: &ImageArgs,
+    mix: &Mix,
+    domain: Domain,
+) -> Result<Written> {
+    write_table(
+        out,
+        Schema::new(pool_fields()),
+        rows,
+        image.threads(),
+        image.shard_rows(),
+        |row| Ok(pool_row(seed, domain, row, image, mix)?.0),
     )
 }
 

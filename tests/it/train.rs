@@ -151,6 +151,8 @@ fn learns_saves_a_checkpoint_hqflow_loads_and_evaluates() {
             "20",
             "--compositional",
             "20",
+            "--filtering",
+            "60",
         ],
     )
     .ok();
@@ -178,6 +180,19 @@ fn learns_saves_a_checkpoint_hqflow_loads_and_evaluates() {
     for key in ["image_to_text_r1", "text_to_image_r5"] {
         let v = metrics["retrieval"][key].as_f64().expect("a number");
         assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    // The filtering pool: every kind of the default mix, ROC-AUC of correct against each.
+    let filtering = &metrics["filtering"];
+    let rows: u64 = filtering["rows"]
+        .as_object()
+        .expect("rows per kind")
+        .values()
+        .map(|v| v.as_u64().expect("a count"))
+        .sum();
+    assert_eq!(rows, 60, "{filtering}");
+    for kind in ["wrong_attr", "junk", "mismatch", "empty"] {
+        let auc = filtering["roc_auc"][kind].as_f64().expect("an AUC");
+        assert!((0.0..=1.0).contains(&auc), "{kind}: {auc}");
     }
 }
 

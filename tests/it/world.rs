@@ -333,6 +333,8 @@ fn eval_sets_have_their_shapes() {
             "40",
             "--compositional",
             "60",
+            "--filtering",
+            "50",
         ],
     );
     let eval = dir.path().join("eval");
@@ -401,6 +403,22 @@ fn eval_sets_have_their_shapes() {
     }
     assert!(changed.iter().any(|c| c == "relation"), "{changed:?}");
     assert!(changed.iter().any(|c| c == "color"), "{changed:?}");
+
+    // The filtering pool: pool rows of the default mix whose truth matches their alt-text.
+    let filtering = read(&eval.join("filtering"));
+    let quality = text_values(&filtering, "truth_quality");
+    let scenes = text_values(&filtering, "truth_scene");
+    assert_eq!(quality.len(), 50);
+    let correct = quality.iter().filter(|q| *q == "correct").count();
+    assert_eq!(correct, 20, "40% of 50 rows: {quality:?}");
+    let txt = texts(&filtering, "txt");
+    for i in 0..quality.len() {
+        if quality[i] == "correct" {
+            let text = txt[i].as_deref().expect("a correct row has text");
+            let scene = Scene::from_json(&scenes[i]).expect("reads");
+            assert_eq!(parse(text).mismatches(&scene), 0, "{text}");
+        }
+    }
 }
 
 #[test]

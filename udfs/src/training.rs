@@ -13,6 +13,7 @@
 
 pub mod adamw;
 pub mod bpe;
+pub mod fused;
 pub mod hf_files;
 pub mod init;
 pub mod loss;

@@ -5,14 +5,15 @@
 //!
 //! One architecture, two ways to run it ([`Mode`]): inference uses candle's fused LayerNorm
 //! and softmax kernels, which are fast but silently detached from the autograd graph (see
-//! STACK.md); training uses composed forms of the same functions, so that gradients reach
-//! every parameter, the embeddings included.
+//! STACK.md); training uses hqflow's own kernels for them, which carry a backward pass
+//! ([`fused`]), so that gradients reach every parameter, the embeddings included.
 
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 
 use super::ModelResult;
 use super::clip_config::{Activation, ClipConfig, TextConfig, VisionConfig};
+use crate::training::fused;
 
 /// How a [`Clip`] computes its LayerNorms and attention softmax.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,12 +21,12 @@ pub enum Mode {
     /// candle's fused kernels: fastest, but no gradient flows through them.
     #[default]
     Inference,
-    /// Composed from basic ops, so `backward` reaches every parameter; weights are read from
-    /// their variables at each forward, so optimizer updates are seen.
+    /// Kernels with a backward pass ([`fused`]), so `backward` reaches every parameter;
+    /// weights are read from their variables at each forward, so optimizer updates are seen.
     Training,
 }
 
-/// A LayerNorm that runs fused or composed by [`Mode`].
+/// A LayerNorm that runs candle's kernel or hqflow's by [`Mode`].
 struct Norm {
     fused: LayerNorm,
     weight: Tensor,
@@ -38,9 +39,7 @@ impl Norm {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         match self.mode {
             Mode::Inference => self.fused.forward(xs),
-            Mode::Training => {
-                candle_nn::ops::layer_norm_slow(xs, &self.weight, &self.bias, self.eps as f32)
-            }
+            Mode::Training => fused::layer_norm(xs, &self.weight, &self.bias, self.eps),
         }
     }
 }
@@ -120,7 +119,7 @@ impl Attention {
         }
         let weights = match self.mode {
             Mode::Inference => candle_nn::ops::softmax_last_dim(&scores)?,
-            Mode::Training => candle_nn::ops::softmax(&scores, D::Minus1)?,
+            Mode::Training => fused::softmax_last_dim(&scores)?,
         };
         let out = weights
             .matmul(&v)?

@@ -1,0 +1,370 @@
+//! Layer norm and last-dimension softmax for training, as single CPU kernels that carry their
+//! own backward pass.
+//!
+//! candle's fused versions have no backward (gradients through them are lost), and the
+//! composed versions (`layer_norm_slow`, `softmax`) run eight to ten element-wise passes
+//! forward and about twice that backward, each allocating a full-size tensor. These kernels
+//! make one pass per row each way, rows in parallel. On other devices and dtypes the composed
+//! ops run, so results agree everywhere (see the tests: values and gradients match the
+//! composed ops to 1e-5).
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, DType, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Rows handed to one task when a kernel sums over rows.
+const ROWS_PER_TASK: usize = 64;
+
+fn fast_path(xs: &Tensor) -> bool {
+    xs.device().is_cpu() && xs.dtype() == DType::F32
+}
+
+/// The f32 slice a contiguous CPU tensor's storage holds.
+fn slice<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{what}: only f32 is supported");
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{what}: the input must be contiguous"),
+    }
+}
+
+fn last_dim(layout: &Layout) -> usize {
+    layout.dims().last().copied().unwrap_or(1).max(1)
+}
+
+/// Layer norm over the last dimension with gain `weight` and `bias`; gradients flow to all
+/// three.
+pub fn layer_norm(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> candle_core::Result<Tensor> {
+    if fast_path(xs) {
+        xs.contiguous()?
+            .apply_op3(weight, bias, LayerNorm { eps: eps as f32 })
+    } else {
+        candle_nn::ops::layer_norm_slow(xs, weight, bias, eps as f32)
+    }
+}
+
+/// Softmax over the last dimension; gradients flow.
+pub fn softmax_last_dim(xs: &Tensor) -> candle_core::Result<Tensor> {
+    if fast_path(xs) {
+        xs.contiguous()?.apply_op1(Softmax)
+    } else {
+        candle_nn::ops::softmax(xs, D::Minus1)
+    }
+}
+
+/// Mean and reciprocal standard deviation of one row.
+fn moments(row: &[f32], eps: f32) -> (f32, f32) {
+    let n = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / n;
+    let var = row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+struct LayerNorm {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNorm {
+    fn name(&self) -> &'static str {
+        "hqflow-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = slice(s1, l1, self.name())?;
+        let (gain, shift) = (slice(s2, l2, self.name())?, slice(s3, l3, self.name())?);
+        let d = last_dim(l1);
+        if gain.len() != d || shift.len() != d {
+            candle_core::bail!("layer norm: weight and bias must have {d} elements");
+        }
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(d)
+            .zip(xs.par_chunks(d))
+            .for_each(|(y, x)| {
+                let (mean, rstd) = moments(x, self.eps);
+                for i in 0..d {
+                    y[i] = (x[i] - mean) * rstd * gain[i] + shift[i];
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let grad_xs = xs.apply_op3(weight, &grad, LayerNormGradInput { eps: self.eps })?;
+        let grad_weight = xs.apply_op2(&grad, LayerNormGradWeight { eps: self.eps })?;
+        let d = grad.dim(D::Minus1)?;
+        let grad_bias = grad.reshape(((), d))?.sum(0)?;
+        Ok((Some(grad_xs), Some(grad_weight), Some(grad_bias)))
+    }
+}
+
+/// d loss / d x of layer norm: rstd · (g·w − mean(g·w) − x̂ · mean(g·w·x̂)).
+struct LayerNormGradInput {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNormGradInput {
+    fn name(&self) -> &'static str {
+        "hqflow-layer-norm-grad-input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = slice(s1, l1, self.name())?;
+        let gain = slice(s2, l2, self.name())?;
+        let grad = slice(s3, l3, self.name())?;
+        let d = last_dim(l1);
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(d)
+            .zip(xs.par_chunks(d).zip(grad.par_chunks(d)))
+            .for_each(|(dx, (x, g))| {
+                let (mean, rstd) = moments(x, self.eps);
+                let n = d as f32;
+                let (mut a, mut b) = (0f32, 0f32);
+                for i in 0..d {
+                    let gw = g[i] * gain[i];
+                    a += gw;
+                    b += gw * (x[i] - mean) * rstd;
+                }
+                let (a, b) = (a / n, b / n);
+                for i in 0..d {
+                    let xhat = (x[i] - mean) * rstd;
+                    dx[i] = rstd * (g[i] * gain[i] - a - xhat * b);
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// d loss / d weight of layer norm: Σ over rows of g · x̂.
+struct LayerNormGradWeight {
+    eps: f32,
+}
+
+impl CustomOp2 for LayerNormGradWeight {
+    fn name(&self) -> &'static str {
+        "hqflow-layer-norm-grad-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = slice(s1, l1, self.name())?;
+        let grad = slice(s2, l2, self.name())?;
+        let d = last_dim(l1);
+        let sum = xs
+            .par_chunks(d * ROWS_PER_TASK)
+            .zip(grad.par_chunks(d * ROWS_PER_TASK))
+            .map(|(xs, gs)| {
+                let mut acc = vec![0f32; d];
+                for (x, g) in xs.chunks(d).zip(gs.chunks(d)) {
+                    let (mean, rstd) = moments(x, self.eps);
+                    for i in 0..d {
+                        acc[i] += g[i] * (x[i] - mean) * rstd;
+                    }
+                }
+                acc
+            })
+            .reduce(
+                || vec![0f32; d],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            );
+        Ok((CpuStorage::F32(sum), Shape::from(d)))
+    }
+}
+
+struct Softmax;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "hqflow-softmax-last-dim"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = slice(storage, layout, self.name())?;
+        let d = last_dim(layout);
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(d)
+            .zip(xs.par_chunks(d))
+            .for_each(|(y, x)| {
+                let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for i in 0..d {
+                    y[i] = (x[i] - max).exp();
+                    sum += y[i];
+                }
+                let inv = 1.0 / sum;
+                y.iter_mut().for_each(|v| *v *= inv);
+            });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _xs: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(res.apply_op2(&grad.contiguous()?, SoftmaxGrad)?))
+    }
+}
+
+/// d loss / d x of softmax from its output y: y · (g − Σ g·y).
+struct SoftmaxGrad;
+
+impl CustomOp2 for SoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "hqflow-softmax-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let ys = slice(s1, l1, self.name())?;
+        let grad = slice(s2, l2, self.name())?;
+        let d = last_dim(l1);
+        let mut out = vec![0f32; ys.len()];
+        out.par_chunks_mut(d)
+            .zip(ys.par_chunks(d).zip(grad.par_chunks(d)))
+            .for_each(|(dx, (y, g))| {
+                let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
+                for i in 0..d {
+                    dx[i] = y[i] * (g[i] - dot);
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    fn random(shape: &[usize], seed: u64) -> Tensor {
+        // A fixed pseudo-random fill, so the test needs no RNG crate.
+        let n: usize = shape.iter().product();
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+            })
+            .collect();
+        Tensor::from_vec(values, shape, &Device::Cpu).expect("tensor")
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .expect("same shape")
+            .abs()
+            .expect("abs")
+            .flatten_all()
+            .expect("flat")
+            .max(0)
+            .expect("max")
+            .to_scalar()
+            .expect("scalar")
+    }
+
+    #[test]
+    fn layer_norm_matches_the_composed_op_forward_and_backward() {
+        let x = Var::from_tensor(&random(&[3, 5, 24], 1)).expect("var");
+        let w = Var::from_tensor(&(random(&[24], 2) + 1.0).expect("w")).expect("var");
+        let b = Var::from_tensor(&random(&[24], 3)).expect("var");
+        let upstream = random(&[3, 5, 24], 4);
+        let run = |fused: bool| {
+            let y = if fused {
+                layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5)
+            } else {
+                candle_nn::ops::layer_norm_slow(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5)
+            }
+            .expect("layer norm");
+            let loss = (&y * &upstream).expect("mul").sum_all().expect("sum");
+            let grads = loss.backward().expect("backward");
+            let g = |v: &Var| grads.get(v.as_tensor()).expect("a gradient").clone();
+            (y, g(&x), g(&w), g(&b))
+        };
+        let (fused, composed) = (run(true), run(false));
+        assert!(max_diff(&fused.0, &composed.0) < 1e-5);
+        assert!(max_diff(&fused.1, &composed.1) < 1e-4, "d x");
+        assert!(max_diff(&fused.2, &composed.2) < 1e-4, "d weight");
+        assert!(max_diff(&fused.3, &composed.3) < 1e-4, "d bias");
+    }
+
+    #[test]
+    fn softmax_matches_the_composed_op_forward_and_backward() {
+        let x = Var::from_tensor(&random(&[2, 3, 7, 7], 5)).expect("var");
+        // A causal mask's -inf entries must give exact zeros and zero gradients.
+        let mask: Vec<f32> = (0..7)
+            .flat_map(|i| (0..7).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (7, 7), &Device::Cpu).expect("mask");
+        let upstream = random(&[2, 3, 7, 7], 6);
+        let run = |fused: bool| {
+            let masked = x.as_tensor().broadcast_add(&mask).expect("mask");
+            let y = if fused {
+                softmax_last_dim(&masked)
+            } else {
+                candle_nn::ops::softmax(&masked, D::Minus1)
+            }
+            .expect("softmax");
+            let loss = (&y * &upstream).expect("mul").sum_all().expect("sum");
+            let grads = loss.backward().expect("backward");
+            (y, grads.get(x.as_tensor()).expect("a gradient").clone())
+        };
+        let (fused, composed) = (run(true), run(false));
+        assert!(max_diff(&fused.0, &composed.0) < 1e-6);
+        assert!(max_diff(&fused.1, &composed.1) < 1e-5);
+    }
+}
