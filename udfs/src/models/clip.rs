@@ -9,7 +9,7 @@
 //! ([`fused`]), so that gradients reach every parameter, the embeddings included.
 
 use candle_core::{D, DType, Device, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
 use super::ModelResult;
 use super::clip_config::{Activation, ClipConfig, TextConfig, VisionConfig};
@@ -56,6 +56,54 @@ fn layer_norm(size: usize, eps: f64, mode: Mode, vb: VarBuilder) -> candle_core:
     })
 }
 
+/// A linear layer, `x Wᵀ + b`, as candle's `Linear` computes it (one matrix product over
+/// all rows), with the bias added by [`fused::bias_add`] in training.
+struct Dense {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    mode: Mode,
+}
+
+impl Dense {
+    fn new(input: usize, output: usize, mode: Mode, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Dense {
+            weight: vb.get((output, input), "weight")?,
+            bias: Some(vb.get(output, "bias")?),
+            mode,
+        })
+    }
+
+    fn no_bias(
+        input: usize,
+        output: usize,
+        mode: Mode,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        Ok(Dense {
+            weight: vb.get((output, input), "weight")?,
+            bias: None,
+            mode,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = xs.dims().to_vec();
+        let input = dims.last().copied().unwrap_or(1);
+        let rows = xs.contiguous()?.reshape(((), input))?;
+        let ys = rows.matmul(&self.weight.t()?)?;
+        let ys = match (&self.bias, self.mode) {
+            (None, _) => ys,
+            (Some(b), Mode::Training) => fused::bias_add(&ys, b)?,
+            (Some(b), Mode::Inference) => ys.broadcast_add(b)?,
+        };
+        let mut out = dims;
+        if let Some(last) = out.last_mut() {
+            *last = self.weight.dim(0)?;
+        }
+        ys.reshape(out)
+    }
+}
+
 fn activate(act: Activation, xs: &Tensor) -> candle_core::Result<Tensor> {
     match act {
         Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
@@ -65,10 +113,10 @@ fn activate(act: Activation, xs: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    out_proj: Linear,
+    q_proj: Dense,
+    k_proj: Dense,
+    v_proj: Dense,
+    out_proj: Dense,
     heads: usize,
     head_dim: usize,
     scale: f64,
@@ -79,10 +127,10 @@ impl Attention {
     fn new(width: usize, heads: usize, mode: Mode, vb: VarBuilder) -> candle_core::Result<Self> {
         let head_dim = width / heads;
         Ok(Attention {
-            q_proj: candle_nn::linear(width, width, vb.pp("q_proj"))?,
-            k_proj: candle_nn::linear(width, width, vb.pp("k_proj"))?,
-            v_proj: candle_nn::linear(width, width, vb.pp("v_proj"))?,
-            out_proj: candle_nn::linear(width, width, vb.pp("out_proj"))?,
+            q_proj: Dense::new(width, width, mode, vb.pp("q_proj"))?,
+            k_proj: Dense::new(width, width, mode, vb.pp("k_proj"))?,
+            v_proj: Dense::new(width, width, mode, vb.pp("v_proj"))?,
+            out_proj: Dense::new(width, width, mode, vb.pp("out_proj"))?,
             heads,
             head_dim,
             scale: (head_dim as f64).powf(-0.5),
@@ -132,8 +180,8 @@ impl Attention {
 struct EncoderLayer {
     self_attn: Attention,
     layer_norm1: Norm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
     layer_norm2: Norm,
     act: Activation,
 }
@@ -188,8 +236,8 @@ impl EncoderLayer {
         Ok(EncoderLayer {
             self_attn: Attention::new(width, heads, mode, vb.pp("self_attn"))?,
             layer_norm1: layer_norm(width, eps, mode, vb.pp("layer_norm1"))?,
-            fc1: candle_nn::linear(width, inner, vb.pp("mlp").pp("fc1"))?,
-            fc2: candle_nn::linear(inner, width, vb.pp("mlp").pp("fc2"))?,
+            fc1: Dense::new(width, inner, mode, vb.pp("mlp").pp("fc1"))?,
+            fc2: Dense::new(inner, width, mode, vb.pp("mlp").pp("fc2"))?,
             layer_norm2: layer_norm(width, eps, mode, vb.pp("layer_norm2"))?,
             act,
         })
@@ -457,8 +505,8 @@ impl VisionTransformer {
 pub struct Clip {
     text: TextTransformer,
     vision: VisionTransformer,
-    text_projection: Linear,
-    visual_projection: Linear,
+    text_projection: Dense,
+    visual_projection: Dense,
     config: ClipConfig,
     device: Device,
 }
@@ -482,14 +530,16 @@ impl Clip {
         Ok(Clip {
             text: TextTransformer::new(&config.text_config, mode, vb.pp("text_model"))?,
             vision: VisionTransformer::new(&config.vision_config, mode, vb.pp("vision_model"))?,
-            text_projection: candle_nn::linear_no_bias(
+            text_projection: Dense::no_bias(
                 config.text_config.hidden_size,
                 config.projection_dim,
+                mode,
                 vb.pp("text_projection"),
             )?,
-            visual_projection: candle_nn::linear_no_bias(
+            visual_projection: Dense::no_bias(
                 config.vision_config.hidden_size,
                 config.projection_dim,
+                mode,
                 vb.pp("visual_projection"),
             )?,
             config,
