@@ -11,6 +11,7 @@
 //! a table whose files or row order changed since, and `--query`s whose output order is not
 //! fixed (e.g. an aggregate without ORDER BY).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,6 +79,12 @@ struct TrainState {
 
 const STATE: &str = "train_state.json";
 
+/// The tag head's parameters (not part of the CLIP checkpoint).
+const TAG_HEAD: &str = "tag_head.safetensors";
+
+/// The tag vocabulary of a run with the tag loss.
+const TAG_VOCAB: &str = "tags.json";
+
 fn model_err(e: ModelError) -> DataFusionError {
     DataFusionError::Execution(e.0)
 }
@@ -126,6 +133,9 @@ fn save(
     })?;
     write_atomic(&out.join("optimizer.safetensors"), |tmp| {
         trainer.save_optimizer(tmp).map_err(model_err)
+    })?;
+    write_atomic(&out.join(TAG_HEAD), |tmp| {
+        trainer.save_head(tmp).map_err(model_err)
     })?;
     write_text(&out.join("config.json"), &texts.config)?;
     write_text(&out.join("preprocessor_config.json"), &texts.preprocessor)?;
@@ -201,12 +211,28 @@ fn parse_config(text: &str, origin: &Path) -> Result<ClipConfig> {
     })
 }
 
-/// The texts of the first `max_rows` rows, every text column the run reads.
-async fn tokenizer_corpus(
-    args: &FitArgs,
-    columns: Columns,
-    max_rows: usize,
-) -> Result<Vec<String>> {
+/// What the first rows of the table give a fresh run: every text the run reads (the
+/// tokenizer's corpus) and how often each tag occurs.
+struct FirstRows {
+    corpus: Vec<String>,
+    tag_counts: HashMap<String, u64>,
+}
+
+impl FirstRows {
+    /// The `k` most frequent tags, ties broken by the tag, most frequent first.
+    fn top_tags(&self, k: usize) -> Vec<String> {
+        let mut counted: Vec<(&String, &u64)> = self.tag_counts.iter().collect();
+        counted.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        counted
+            .into_iter()
+            .take(k)
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+}
+
+/// Reads the first `max_rows` rows' texts and tags.
+async fn first_rows(args: &FitArgs, columns: Columns, max_rows: usize) -> Result<FirstRows> {
     let ctx = source::open(&args.data).await?;
     let frame = source::frame(&ctx, args.query.as_deref()).await?;
     let texts_only = Columns {
@@ -215,14 +241,32 @@ async fn tokenizer_corpus(
     };
     let frame = source::project(frame, texts_only)?.limit(0, Some(max_rows))?;
     let mut stream = frame.execute_stream().await?;
-    let mut corpus = Vec::new();
+    let mut first = FirstRows {
+        corpus: Vec::new(),
+        tag_counts: HashMap::new(),
+    };
     while let Some(batch) = stream.next().await {
         for row in source::rows(&batch?)? {
-            corpus.extend(row.texts.into_iter().flatten());
-            corpus.extend(row.negative);
+            first.corpus.extend(row.texts.into_iter().flatten());
+            first.corpus.extend(row.negative);
+            for tag in row.tags.into_iter().flatten() {
+                *first.tag_counts.entry(tag).or_default() += 1;
+            }
         }
     }
-    Ok(corpus)
+    Ok(first)
+}
+
+/// `tags.json`: the tag vocabulary of a run.
+#[derive(Debug, Serialize, Deserialize)]
+struct TagVocab {
+    tags: Vec<String>,
+}
+
+fn read_tag_vocab(path: &Path) -> Result<Vec<String>> {
+    let vocab: TagVocab = serde_json::from_str(&read_text(path)?)
+        .map_err(|e| DataFusionError::Plan(format!("'{}' is corrupt: {e}", path.display())))?;
+    Ok(vocab.tags)
 }
 
 async fn checked_columns(args: &FitArgs, recipe: &Recipe) -> Result<Columns> {
@@ -234,6 +278,7 @@ async fn checked_columns(args: &FitArgs, recipe: &Recipe) -> Result<Columns> {
         long_pos: recipe.text.long_pos > 0.0,
         short_pos: recipe.text.short_pos > 0.0,
         long_neg: recipe.loss.hard_negative > 0.0,
+        tags: recipe.loss.tags > 0.0,
     };
     let what = match &args.query {
         Some(_) => "the --query result".to_string(),
@@ -295,7 +340,7 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         weight_decay: recipe.optim.weight_decay,
     };
     let recipe_text = recipe.to_toml()?;
-    let (mut trainer, texts, mut state) = if args.resume {
+    let (mut trainer, texts, mut state, tags) = if args.resume {
         let out = &args.out;
         let config_path = out.join("config.json");
         let config_text = read_text(&config_path)?;
@@ -306,6 +351,7 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         trainer
             .load_optimizer(&out.join("optimizer.safetensors"))
             .map_err(model_err)?;
+        trainer.load_head(&out.join(TAG_HEAD)).map_err(model_err)?;
         let state: TrainState = serde_json::from_str(&read_text(&state_path)?).map_err(|e| {
             DataFusionError::Plan(format!("'{}' is corrupt: {e}", state_path.display()))
         })?;
@@ -315,7 +361,12 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
             tokenizer: read_text(&out.join("tokenizer.json"))?,
             recipe: recipe_text,
         };
-        (trainer, texts, state)
+        let tags = if columns.tags {
+            read_tag_vocab(&out.join(TAG_VOCAB))?
+        } else {
+            Vec::new()
+        };
+        (trainer, texts, state, tags)
     } else if let Some(init) = &args.init {
         let config_path = init.join("config.json");
         let config_text = read_text(&config_path)?;
@@ -329,10 +380,19 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
             tokenizer: read_text(&init.join("tokenizer.json"))?,
             recipe: recipe_text,
         };
-        (trainer, texts, TrainState::default())
+        let tags = if columns.tags {
+            first_rows(args, columns, recipe.tokenizer.max_rows)
+                .await?
+                .top_tags(recipe.loss.tag_vocab)
+        } else {
+            Vec::new()
+        };
+        (trainer, texts, TrainState::default(), tags)
     } else {
         let started = Instant::now();
-        let corpus = tokenizer_corpus(args, columns, recipe.tokenizer.max_rows).await?;
+        let first = first_rows(args, columns, recipe.tokenizer.max_rows).await?;
+        let tags = first.top_tags(recipe.loss.tag_vocab);
+        let corpus = first.corpus;
         if corpus.is_empty() {
             return Err(DataFusionError::Plan(format!(
                 "no text to train a tokenizer on in the first {} rows of '{}'",
@@ -355,8 +415,13 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         };
         let trainer = ClipTrainer::from_scratch(config, recipe.optim.seed, optim, &device)
             .map_err(model_err)?;
-        (trainer, texts, TrainState::default())
+        (trainer, texts, TrainState::default(), tags)
     };
+    if columns.tags {
+        let vocab = serde_json::to_string_pretty(&TagVocab { tags: tags.clone() })
+            .map_err(|e| DataFusionError::Internal(format!("tag vocabulary: {e}")))?;
+        write_text(&args.out.join(TAG_VOCAB), &format!("{vocab}\n"))?;
+    }
     // The tokenizer and preprocessing the checkpoint will be loaded with.
     write_text(&args.out.join("tokenizer.json"), &texts.tokenizer)?;
     let tokenizer = ClipTokenizer::from_file(
@@ -394,6 +459,7 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         },
         norm,
         tokenizer: Arc::new(tokenizer),
+        tag_vocab: Arc::new(tags.iter().cloned().zip(0..).collect()),
     })?;
     let metrics_path = args.out.join("metrics.jsonl");
     if args.resume {
@@ -410,6 +476,7 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         } else {
             0.0
         },
+        tags: if columns.tags { recipe.loss.tags } else { 0.0 },
     };
     let started = Instant::now();
     let first_step = state.step;
@@ -442,9 +509,12 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         let line = serde_json::json!({
             "step": state.step,
             "loss": stats.loss,
+            "loss_contrastive": (stats.image_to_text + stats.text_to_image) / 2.0,
             "loss_i2t": stats.image_to_text,
             "loss_t2i": stats.text_to_image,
             "negative_accuracy": stats.negative_accuracy,
+            "loss_tags": stats.tag_loss,
+            "tag_accuracy": stats.tag_accuracy,
             "scale": stats.scale,
             "lr": lr,
             "pairs": n,

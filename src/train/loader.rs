@@ -7,7 +7,7 @@
 //! reproducible whatever the thread timing, and a resumed run replays the reader past the
 //! batches already drawn (reading, not decoding) to continue at the exact same row.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,7 @@ use datafusion::common::{DataFusionError, Result};
 use futures::StreamExt;
 use hqflow_udfs::models::preprocess::Preprocessor;
 use hqflow_udfs::models::tokenizer::ClipTokenizer;
-use hqflow_udfs::training::TrainBatch;
+use hqflow_udfs::training::{TagLabel, TrainBatch};
 
 use super::augment::{Crop, augment};
 use super::shuffle::ShuffleBuffer;
@@ -54,6 +54,8 @@ pub struct LoaderConfig {
     pub norm: Preprocessor,
     /// The tokenizer.
     pub tokenizer: Arc<ClipTokenizer>,
+    /// Tags the tag loss knows (tag → index); empty without the tag loss.
+    pub tag_vocab: Arc<HashMap<String, usize>>,
 }
 
 /// Rows seen and skipped.
@@ -354,9 +356,49 @@ fn pick_text(texts: &[Option<String>; 3], weights: &[f64; 3], rng: &mut Rng) -> 
     last
 }
 
+/// Labels the row about to join `batch` with its known tags; each distinct tag is tokenized
+/// once per batch (`local` maps a tag to its place in `batch.tags`).
+fn add_tags<'a>(
+    config: &LoaderConfig,
+    batch: &mut TrainBatch,
+    local: &mut HashMap<&'a str, usize>,
+    row: &'a Row,
+) -> Result<()> {
+    if config.tag_vocab.is_empty() {
+        return Ok(());
+    }
+    let image = batch.texts.len();
+    for (positive, tags) in [(true, &row.tags[0]), (false, &row.tags[1])] {
+        for tag in tags {
+            if !config.tag_vocab.contains_key(tag) {
+                continue;
+            }
+            let index = match local.get(tag.as_str()) {
+                Some(&i) => i,
+                None => {
+                    let ids = config
+                        .tokenizer
+                        .encode(tag)
+                        .map_err(|e| DataFusionError::Execution(e.0))?;
+                    batch.tags.push(ids);
+                    local.insert(tag, batch.tags.len() - 1);
+                    batch.tags.len() - 1
+                }
+            };
+            batch.tag_labels.push(TagLabel {
+                row: image,
+                tag: index,
+                positive,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A worker's job: decode, crop, tokenize; rows whose image does not decode are dropped.
 fn prepare(config: &LoaderConfig, counts: &Counts, job: Job) -> Result<Prepared> {
     let mut batch = TrainBatch::default();
+    let mut local_tags = HashMap::new();
     let model_err = |e: hqflow_udfs::models::ModelError| DataFusionError::Execution(e.0);
     for (k, row) in job.rows.iter().enumerate() {
         let mut rng = Rng::stream(config.seed, &[SAMPLE, job.index, k as u64]);
@@ -374,6 +416,7 @@ fn prepare(config: &LoaderConfig, counts: &Counts, job: Job) -> Result<Prepared>
         let Some(text) = &row.texts[source] else {
             continue;
         };
+        add_tags(config, &mut batch, &mut local_tags, row)?;
         batch.pixels.extend_from_slice(&pixels);
         batch
             .texts

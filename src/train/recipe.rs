@@ -191,11 +191,20 @@ pub struct LossRecipe {
     /// Weight of each image's own `long_neg` among its text candidates (0 turns it off;
     /// used only when the table has the column).
     pub hard_negative: f64,
+    /// Weight of the short-tag classification term (0 turns it off; used only when the table
+    /// has `short_pos` and `short_neg`).
+    pub tags: f64,
+    /// Tags the term knows: the most frequent ones in the first `tokenizer.max_rows` rows.
+    pub tag_vocab: usize,
 }
 
 impl Default for LossRecipe {
     fn default() -> Self {
-        LossRecipe { hard_negative: 1.0 }
+        LossRecipe {
+            hard_negative: 1.0,
+            tags: 1.0,
+            tag_vocab: 1000,
+        }
     }
 }
 
@@ -316,6 +325,12 @@ impl Recipe {
         }
         if !(self.loss.hard_negative.is_finite() && self.loss.hard_negative >= 0.0) {
             problems.push("loss.hard_negative must be ≥ 0".into());
+        }
+        if !(self.loss.tags.is_finite() && self.loss.tags >= 0.0) {
+            problems.push("loss.tags must be ≥ 0".into());
+        }
+        if self.loss.tag_vocab == 0 {
+            problems.push("loss.tag_vocab must be positive".into());
         }
         if self.run.log_every == 0 || self.run.save_every == 0 {
             problems.push("run.log_every and run.save_every must be positive".into());

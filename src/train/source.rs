@@ -16,6 +16,10 @@ use crate::tables::register_parquet_table;
 /// The name the table has in `--query`.
 pub const TABLE: &str = "data";
 
+/// Names of the projected tag lists.
+const TAGS_POS: &str = "tags_pos";
+const TAGS_NEG: &str = "tags_neg";
+
 /// Rows per record batch read: enough to amortise, few enough that image bytes in flight stay
 /// small.
 const READ_BATCH_ROWS: usize = 256;
@@ -31,6 +35,8 @@ pub struct Columns {
     pub short_pos: bool,
     /// `long_neg`.
     pub long_neg: bool,
+    /// `short_pos` and `short_neg` as tag lists, for the tag loss.
+    pub tags: bool,
     /// `img`.
     pub img: bool,
 }
@@ -44,6 +50,8 @@ pub struct Row {
     pub texts: [Option<String>; 3],
     /// `long_neg`.
     pub negative: Option<String>,
+    /// The positive and the negative tags (empty when not read).
+    pub tags: [Vec<String>; 2],
 }
 
 /// Opens a session with the table registered as `data`.
@@ -93,7 +101,8 @@ fn is_text_list(t: &DataType) -> bool {
 }
 
 /// Checks that `schema` has every column `want` asks for, with a usable type; `what` names
-/// the table in errors. `long_neg` is optional: `want.long_neg` is cleared when it is absent.
+/// the table in errors. `long_neg` and the tag lists are optional: `want.long_neg` and
+/// `want.tags` are cleared when the table lacks them.
 pub fn check_columns(schema: &Schema, want: &mut Columns, what: &str) -> Result<()> {
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let mut missing = Vec::new();
@@ -117,6 +126,18 @@ pub fn check_columns(schema: &Schema, want: &mut Columns, what: &str) -> Result<
             Ok(f) if is_text(f.data_type()) => {}
             Ok(f) => wrong.push(format!("'long_neg' is {} (needs text)", f.data_type())),
             Err(_) => want.long_neg = false,
+        }
+    }
+    if want.tags {
+        for name in ["short_pos", "short_neg"] {
+            match schema.field_with_name(name) {
+                Ok(f) if is_text_list(f.data_type()) => {}
+                Ok(f) => wrong.push(format!(
+                    "'{name}' is {} (needs a list of text)",
+                    f.data_type()
+                )),
+                Err(_) => want.tags = false,
+            }
         }
     }
     let mut problems = Vec::new();
@@ -160,6 +181,14 @@ pub fn project(frame: DataFrame, want: Columns) -> Result<DataFrame> {
     if want.long_neg {
         exprs.push(text("long_neg"));
     }
+    if want.tags {
+        let list = DataType::List(std::sync::Arc::new(
+            datafusion::arrow::datatypes::Field::new_list_field(DataType::Utf8, true),
+        ));
+        for (name, alias) in [("short_pos", TAGS_POS), ("short_neg", TAGS_NEG)] {
+            exprs.push(cast(col(format!("\"{name}\"")), list.clone()).alias(alias));
+        }
+    }
     frame.select(exprs)
 }
 
@@ -175,6 +204,28 @@ fn text_at(batch: &RecordBatch, name: &str, i: usize) -> Result<Option<String>> 
     }
     let s = strings.value(i);
     Ok((!s.trim().is_empty()).then(|| s.to_string()))
+}
+
+/// The non-blank tags of a list cell (none for NULL or an absent column).
+fn tags_at(batch: &RecordBatch, name: &str, i: usize) -> Result<Vec<String>> {
+    let Some(array) = batch.column_by_name(name) else {
+        return Ok(Vec::new());
+    };
+    let lists = array.as_list_opt::<i32>().ok_or_else(|| {
+        DataFusionError::Internal(format!("column '{name}' was not cast to a list"))
+    })?;
+    if lists.is_null(i) {
+        return Ok(Vec::new());
+    }
+    let values = lists.value(i);
+    let strings = values
+        .as_string_opt::<i32>()
+        .ok_or_else(|| DataFusionError::Internal(format!("column '{name}' holds no Utf8 list")))?;
+    Ok((0..strings.len())
+        .filter(|&k| !strings.is_null(k))
+        .map(|k| strings.value(k).trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect())
 }
 
 /// The rows of a batch projected by [`project`].
@@ -195,6 +246,7 @@ pub fn rows(batch: &RecordBatch) -> Result<Vec<Row>> {
                     text_at(batch, "short_pos", i)?,
                 ],
                 negative: text_at(batch, "long_neg", i)?,
+                tags: [tags_at(batch, TAGS_POS, i)?, tags_at(batch, TAGS_NEG, i)?],
             })
         })
         .collect()

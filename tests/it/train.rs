@@ -57,15 +57,20 @@ fn setup(rows: &str) -> tempfile::TempDir {
     dir
 }
 
-fn losses(out: &Path) -> Vec<f64> {
+/// One metric of every step in `metrics.jsonl`.
+fn metric(out: &Path, key: &str) -> Vec<f64> {
     fs::read_to_string(out.join("metrics.jsonl"))
         .expect("metrics.jsonl")
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
-            v["loss"].as_f64().expect("a loss")
+            v[key].as_f64().unwrap_or_else(|| panic!("no {key} in {l}"))
         })
         .collect()
+}
+
+fn losses(out: &Path) -> Vec<f64> {
+    metric(out, "loss")
 }
 
 fn mean(xs: &[f64]) -> f64 {
@@ -95,7 +100,7 @@ fn learns_saves_a_checkpoint_hqflow_loads_and_evaluates() {
     );
     let summary: serde_json::Value = serde_json::from_str(run.ok().trim()).expect("summary");
     assert_eq!(summary["steps"], 36);
-    let loss = losses(&d.join("m"));
+    let loss = metric(&d.join("m"), "loss_contrastive");
     assert_eq!(loss.len(), 36);
     let (first, last) = (mean(&loss[..6]), mean(&loss[30..]));
     let chance = 16f64.ln();
@@ -103,11 +108,21 @@ fn learns_saves_a_checkpoint_hqflow_loads_and_evaluates() {
         last < first && last < 0.8 * chance,
         "loss did not fall below chance ({chance:.2}): {first:.3} → {last:.3}"
     );
+    // The seed table has short tags: the tag term trains too and learns to decide them.
+    let tag_loss = metric(&d.join("m"), "loss_tags");
+    let tag_accuracy = metric(&d.join("m"), "tag_accuracy");
+    assert!(
+        mean(&tag_loss[30..]) < mean(&tag_loss[..6]),
+        "tag loss did not fall: {tag_loss:?}"
+    );
+    assert!(mean(&tag_accuracy[30..]) > 0.6, "{tag_accuracy:?}");
     for f in [
         "config.json",
         "model.safetensors",
         "tokenizer.json",
         "preprocessor_config.json",
+        "tags.json",
+        "tag_head.safetensors",
     ] {
         assert!(d.join("m").join(f).is_file(), "{f}");
     }

@@ -19,4 +19,5 @@ pub mod init;
 pub mod loss;
 pub mod trainer;
 
+pub use loss::TagLabel;
 pub use trainer::{ClipTrainer, LossWeights, OptimConfig, StepStats, TrainBatch};

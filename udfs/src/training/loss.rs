@@ -1,5 +1,6 @@
 //! The training objective: CLIP's symmetric InfoNCE with a learnable temperature, plus
-//! HQ-CLIP's negative descriptions as extra hard negatives.
+//! HQ-CLIP's negative descriptions as extra hard negatives ([`contrastive`]) and its short
+//! tags as a classification signal ([`tag_classification`]).
 //!
 //! Our formulation (HQ-CLIP does not publish its formulas): with L2-normalized image
 //! features `I`, text features `T`, scale `s = exp(logit_scale)` and for row `i` a negative
@@ -102,6 +103,76 @@ pub fn contrastive(
     })
 }
 
+/// One labelled (image, tag) entry of a batch: row `row` of the images, entry `tag` of the
+/// batch's tag list, and whether the tag is true of the image (a positive tag) or false (a
+/// negative tag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagLabel {
+    /// The image's row.
+    pub row: usize,
+    /// The tag's index in the batch's tag list.
+    pub tag: usize,
+    /// True for a positive tag, false for a negative one.
+    pub positive: bool,
+}
+
+/// The short-tag term of one batch.
+pub struct TagLoss {
+    /// Mean binary cross-entropy over the labelled entries: a scalar tensor.
+    pub total: Tensor,
+    /// Share of labelled entries on the right side of 0.
+    pub accuracy: f32,
+}
+
+/// HQ-CLIP's short-tag classification, our formulation: the classifier's weights are the text
+/// tower's own embeddings of the tags (a head tied to the text tower, so the checkpoint stays
+/// a plain CLIP and zero-shot prompts benefit), and each labelled (image, tag) entry is a
+/// binary decision on
+///
+/// ```text
+/// z = exp(tag_scale) · cos(I_i, T_k) + tag_bias,   BCE(z, 1 for a positive tag, 0 for a negative)
+/// ```
+///
+/// averaged over the labelled entries only (a tag an image's annotation does not mention is
+/// no evidence either way). `tags` [K, D] are the features of the batch's tags.
+pub fn tag_classification(
+    images: &Tensor,
+    tags: &Tensor,
+    labels: &[TagLabel],
+    tag_scale: &Tensor,
+    tag_bias: &Tensor,
+) -> ModelResult<TagLoss> {
+    let device = images.device();
+    let k = tags.dim(0)?;
+    let logits = l2_normalize(images)?
+        .matmul(&l2_normalize(tags)?.t()?)?
+        .broadcast_mul(&tag_scale.exp()?)?
+        .broadcast_add(tag_bias)?;
+    let index: Vec<u32> = labels.iter().map(|l| (l.row * k + l.tag) as u32).collect();
+    let targets: Vec<f32> = labels
+        .iter()
+        .map(|l| f32::from(u8::from(l.positive)))
+        .collect();
+    let n = labels.len();
+    let z = logits
+        .flatten_all()?
+        .index_select(&Tensor::from_vec(index, n, device)?, 0)?;
+    let y = Tensor::from_vec(targets.clone(), n, device)?;
+    // BCE with logits, stable form: max(z, 0) − y·z + ln(1 + e^−|z|).
+    let bce = ((z.relu()? - (&z * &y)?)? + ((z.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
+    let total = bce.mean_all()?;
+    let decided = z.to_vec1::<f32>()?;
+    let right = decided
+        .iter()
+        .zip(&targets)
+        .filter(|(z, y)| (**z > 0.0) == (**y > 0.5))
+        .count();
+    Ok(TagLoss {
+        total,
+        accuracy: right as f32 / n.max(1) as f32,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::{Device, Tensor};
@@ -145,5 +216,37 @@ mod tests {
         assert!((v(&absent) - v(&plain)).abs() < 1e-6);
         // Row 0's negative is closer to its image than its caption is; row 1's is not.
         assert_eq!(with.negative_accuracy, Some(0.5));
+    }
+
+    #[test]
+    fn tag_loss_is_binary_cross_entropy_on_labelled_entries() {
+        let img = t(&[[1.0, 0.0], [0.0, 1.0]]);
+        let tags = t(&[[1.0, 0.0], [0.0, 2.0]]);
+        // Row 0: tag 0 true (cos 1), tag 1 false (cos 0); row 1: tag 1 false (cos 1).
+        let labels = [
+            TagLabel {
+                row: 0,
+                tag: 0,
+                positive: true,
+            },
+            TagLabel {
+                row: 0,
+                tag: 1,
+                positive: false,
+            },
+            TagLabel {
+                row: 1,
+                tag: 1,
+                positive: false,
+            },
+        ];
+        let loss =
+            tag_classification(&img, &tags, &labels, &scale(0.0), &scale(-0.5)).expect("loss");
+        // z = cos − 0.5: 0.5, −0.5, 0.5; BCE: ln(1+e^−0.5), ln(1+e^−0.5), ln(1+e^0.5).
+        let softplus = |x: f32| (1.0 + x.exp()).ln();
+        let want = (2.0 * softplus(-0.5) + softplus(0.5)) / 3.0;
+        let got: f32 = loss.total.to_scalar().expect("scalar");
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        assert!((loss.accuracy - 2.0 / 3.0).abs() < 1e-6);
     }
 }

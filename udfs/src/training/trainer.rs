@@ -8,7 +8,7 @@ use candle_nn::{Init, VarBuilder, VarMap};
 
 use super::adamw::{AdamW, AdamWParams};
 use super::init::{LOGIT_SCALE_INIT, initialize};
-use super::loss::contrastive;
+use super::loss::{TagLabel, contrastive, tag_classification};
 use crate::models::clip::{Clip, Mode};
 use crate::models::clip_config::ClipConfig;
 use crate::models::{ModelError, ModelResult};
@@ -22,11 +22,23 @@ const LOGIT_SCALE: &str = "logit_scale";
 /// open_clip clamps the learned scale at 100 (so `logit_scale` ≤ ln 100).
 const MAX_LOGIT_SCALE: f64 = 4.605_170_185_988_092;
 
+/// The tag head's temperature and bias (see [`super::loss::tag_classification`]): trained
+/// with the model, saved apart from it (`tag_head.safetensors`), since a CLIP checkpoint has
+/// no place for them.
+const TAG_SCALE: &str = "tag_logit_scale";
+const TAG_BIAS: &str = "tag_logit_bias";
+
+/// The tag scale starts at 10 (SigLIP's start); the bias at 0, since annotations carry
+/// about as many negative tags as positive ones.
+const TAG_SCALE_INIT: f64 = std::f64::consts::LN_10;
+
 /// Weights of the loss terms.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LossWeights {
     /// `w` of the hard negative (see [`super::loss`]): 0 is plain CLIP.
     pub hard_negative: f64,
+    /// Weight of the short-tag classification term (0 turns it off).
+    pub tags: f64,
 }
 
 /// One batch, preprocessed: images and tokenized texts, row i a pair.
@@ -38,6 +50,10 @@ pub struct TrainBatch {
     pub texts: Vec<Vec<u32>>,
     /// Token ids of each image's negative description, if it has one.
     pub negatives: Vec<Option<Vec<u32>>>,
+    /// Token ids of the batch's distinct tags.
+    pub tags: Vec<Vec<u32>>,
+    /// Which tags are true or false of which image.
+    pub tag_labels: Vec<TagLabel>,
 }
 
 /// What one step measured.
@@ -53,16 +69,33 @@ pub struct StepStats {
     pub scale: f32,
     /// Share of images preferring their caption to their negative, if the batch had any.
     pub negative_accuracy: Option<f32>,
+    /// The tag term, if the batch had labelled tags.
+    pub tag_loss: Option<f32>,
+    /// Share of labelled (image, tag) entries decided right, if any.
+    pub tag_accuracy: Option<f32>,
 }
 
 /// A CLIP being trained.
 pub struct ClipTrainer {
     varmap: VarMap,
+    head: VarMap,
     model: Clip,
     logit_scale: Var,
+    tag_scale: Var,
+    tag_bias: Var,
     optimizer: AdamW,
     config: ClipConfig,
     device: Device,
+}
+
+fn named_vars(map: &VarMap) -> ModelResult<Vec<(String, Var)>> {
+    Ok(map
+        .data()
+        .lock()
+        .map_err(|_| ModelError("parameter map lock poisoned".into()))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect())
 }
 
 impl ClipTrainer {
@@ -77,23 +110,28 @@ impl ClipTrainer {
             DType::F32,
             device,
         )?;
-        let vars: Vec<(String, Var)> = varmap
-            .data()
-            .lock()
-            .map_err(|_| ModelError("parameter map lock poisoned".into()))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let logit_scale = vars
-            .iter()
-            .find(|(k, _)| k == LOGIT_SCALE)
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| ModelError("logit_scale was not created".into()))?;
+        let head = VarMap::new();
+        for (name, init) in [(TAG_SCALE, TAG_SCALE_INIT), (TAG_BIAS, 0.0)] {
+            head.get((), name, Init::Const(init), DType::F32, device)?;
+        }
+        let mut vars = named_vars(&varmap)?;
+        vars.extend(named_vars(&head)?);
+        let find = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| ModelError(format!("{name} was not created")))
+        };
+        let (logit_scale, tag_scale, tag_bias) =
+            (find(LOGIT_SCALE)?, find(TAG_SCALE)?, find(TAG_BIAS)?);
         let optimizer = AdamW::new(vars, params)?;
         Ok(ClipTrainer {
             varmap,
+            head,
             model,
             logit_scale,
+            tag_scale,
+            tag_bias,
             optimizer,
             config,
             device: device.clone(),
@@ -220,17 +258,34 @@ impl ClipTrainer {
             weights.hard_negative,
             self.logit_scale.as_tensor(),
         )?;
-        let total: f32 = loss.total.to_scalar()?;
+        let use_tags = weights.tags > 0.0 && !batch.tags.is_empty() && !batch.tag_labels.is_empty();
+        let (objective, tag_loss, tag_accuracy) = if use_tags {
+            let tag_features = self.model.text_features(&batch.tags)?;
+            let tags = tag_classification(
+                &images,
+                &tag_features,
+                &batch.tag_labels,
+                self.tag_scale.as_tensor(),
+                self.tag_bias.as_tensor(),
+            )?;
+            let value: f32 = tags.total.to_scalar()?;
+            let objective = (&loss.total + (&tags.total * weights.tags)?)?;
+            (objective, Some(value), Some(tags.accuracy))
+        } else {
+            (loss.total.clone(), None, None)
+        };
+        let total: f32 = objective.to_scalar()?;
         if !total.is_finite() {
             return Err(ModelError(format!(
                 "the loss is {total} at step {}: lower the learning rate",
                 self.steps() + 1
             )));
         }
-        let grads = loss.total.backward()?;
+        let grads = objective.backward()?;
         self.optimizer.step(&grads, lr)?;
-        let clamped = self.logit_scale.as_tensor().clamp(0.0, MAX_LOGIT_SCALE)?;
-        self.logit_scale.set(&clamped)?;
+        for scale in [&self.logit_scale, &self.tag_scale] {
+            scale.set(&scale.as_tensor().clamp(0.0, MAX_LOGIT_SCALE)?)?;
+        }
         let scale = self.logit_scale.as_tensor().exp()?.to_scalar::<f32>()?;
         Ok(StepStats {
             loss: total,
@@ -238,6 +293,8 @@ impl ClipTrainer {
             text_to_image: loss.text_to_image,
             scale,
             negative_accuracy: loss.negative_accuracy,
+            tag_loss,
+            tag_accuracy,
         })
     }
 
@@ -246,6 +303,20 @@ impl ClipTrainer {
         self.varmap
             .save(path)
             .map_err(|e| ModelError(format!("cannot write weights '{}': {e}", path.display())))
+    }
+
+    /// Saves the tag head's parameters.
+    pub fn save_head(&self, path: &Path) -> ModelResult<()> {
+        self.head
+            .save(path)
+            .map_err(|e| ModelError(format!("cannot write tag head '{}': {e}", path.display())))
+    }
+
+    /// Loads the tag head's parameters saved by [`ClipTrainer::save_head`].
+    pub fn load_head(&mut self, path: &Path) -> ModelResult<()> {
+        self.head
+            .load(path)
+            .map_err(|e| ModelError(format!("tag head '{}': {e}", path.display())))
     }
 
     /// Saves the optimizer's state.
