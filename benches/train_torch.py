@@ -12,6 +12,10 @@ final line with samples/s.
 
     python benches/train_torch.py TABLE_DIR --like FIT_OUT_DIR [--steps 300] [--batch 64]
         [--lr 1e-3] [--warmup 30] [--text txt|long_pos] [--quality correct] [--threads 2]
+        [--impl transformers|open_clip]
+
+With --impl open_clip the same sizes are built as open_clip's CLIP (PyPI open_clip_torch),
+the issue's throughput reference.
 """
 import argparse
 import glob
@@ -57,6 +61,28 @@ def features(out):
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
+def open_clip_model(config):
+    """open_clip's CLIP with the checkpoint's sizes. Its text tower pools at the largest token
+    id (OpenAI's end-of-text), not at this tokenizer's end-of-text: the compute per step is
+    the same, so this side serves throughput comparisons only."""
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    vc, tc = config.vision_config, config.text_config
+    return CLIP(
+        embed_dim=config.projection_dim,
+        vision_cfg=CLIPVisionCfg(
+            layers=vc.num_hidden_layers, width=vc.hidden_size,
+            head_width=vc.hidden_size // vc.num_attention_heads,
+            mlp_ratio=vc.intermediate_size / vc.hidden_size,
+            patch_size=vc.patch_size, image_size=vc.image_size),
+        text_cfg=CLIPTextCfg(
+            context_length=tc.max_position_embeddings, vocab_size=tc.vocab_size,
+            width=tc.hidden_size, heads=tc.num_attention_heads, layers=tc.num_hidden_layers,
+            mlp_ratio=tc.intermediate_size / tc.hidden_size),
+        quick_gelu=vc.hidden_act == "quick_gelu",
+    )
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("table")
@@ -72,13 +98,17 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--impl", choices=["transformers", "open_clip"], default="transformers")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     rng = random.Random(a.seed)
 
     config = CLIPConfig.from_pretrained(a.like)
-    model = CLIPModel(config).train()
+    if a.impl == "open_clip":
+        model = open_clip_model(config).train()
+    else:
+        model = CLIPModel(config).train()
     ctx = config.text_config.max_position_embeddings
     side = config.vision_config.image_size
     tok = Tokenizer.from_file(os.path.join(a.like, "tokenizer.json"))
@@ -130,8 +160,12 @@ def main():
         texts = caps + ([n for _, _, n in batch] if use_neg else [])
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        img = F.normalize(features(model.get_image_features(pixel_values=pixels)), dim=-1)
-        txt_all = F.normalize(features(model.get_text_features(input_ids=ids(texts))), dim=-1)
+        if a.impl == "open_clip":
+            img = F.normalize(model.encode_image(pixels), dim=-1)
+            txt_all = F.normalize(model.encode_text(ids(texts)), dim=-1)
+        else:
+            img = F.normalize(features(model.get_image_features(pixel_values=pixels)), dim=-1)
+            txt_all = F.normalize(features(model.get_text_features(input_ids=ids(texts))), dim=-1)
         b = len(batch)
         txt = txt_all[:b]
         scale = model.logit_scale.exp()
@@ -155,7 +189,7 @@ def main():
             print(json.dumps({"step": step + 1, "loss": loss.item(), "lr": lr_at(step),
                               "scale": model.logit_scale.exp().item(),
                               "pairs_per_s": seen / (time.time() - started)}), flush=True)
-    print(json.dumps({"impl": "torch-transformers", "steps": a.steps, "samples": seen,
+    print(json.dumps({"impl": a.impl, "steps": a.steps, "samples": seen,
                       "seconds": time.time() - started,
                       "samples_per_s": seen / (time.time() - started)}), flush=True)
 

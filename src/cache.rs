@@ -30,15 +30,7 @@ pub fn resolve_dir(explicit: Option<&Path>, disabled: bool) -> Option<PathBuf> {
     if let Some(dir) = explicit {
         return Some(dir.to_path_buf());
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|home| PathBuf::from(home).join(".cache"))
-        })?;
-    Some(base.join("hqflow").join("outputs"))
+    Some(hqflow_udfs::cache::user_cache_dir()?.join("outputs"))
 }
 
 fn thousands(n: u64) -> String {

@@ -21,7 +21,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int32Type};
 use datafusion::common::{DataFusionError, Result, plan_err};
 use futures::StreamExt;
-use hqflow_udfs::models::{ClipCheckpoint, Device};
+use hqflow_udfs::models::{ClipCheckpoint, Device, embedded};
 use serde_json::{Value, json};
 
 use super::source::{self, TABLE};
@@ -32,7 +32,8 @@ mod filtering;
 /// `hqflow-train eval` arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EvalArgs {
-    /// A Hugging Face CLIP checkpoint directory (e.g. a `fit --out`).
+    /// A Hugging Face CLIP checkpoint directory (e.g. a `fit --out`), or `hqflow-world-dfn`
+    /// for the built-in model.
     #[arg(long)]
     pub model: PathBuf,
     /// An `hqflow world eval --out` directory (zeroshot/, retrieval/, compositional/).
@@ -56,16 +57,11 @@ struct SetRows {
     labels: Vec<i32>,
 }
 
-async fn read_set(dir: &Path, text_columns: &[&'static str], label: bool) -> Result<SetRows> {
-    let location = dir.to_string_lossy().into_owned();
-    let ctx = source::open(&location).await?;
+/// The eval set in `dir` as a table, checked to have the `needed` columns.
+async fn open_set(dir: &Path, needed: &[&str]) -> Result<datafusion::prelude::DataFrame> {
+    let ctx = source::open(&dir.to_string_lossy()).await?;
     let frame = ctx.table(TABLE).await?;
     let schema = frame.schema().as_arrow().clone();
-    let mut needed: Vec<&str> = vec!["img"];
-    needed.extend(text_columns);
-    if label {
-        needed.push("label_index");
-    }
     let missing: Vec<&str> = needed
         .iter()
         .copied()
@@ -78,6 +74,16 @@ async fn read_set(dir: &Path, text_columns: &[&'static str], label: bool) -> Res
             missing.join(", ")
         );
     }
+    Ok(frame)
+}
+
+async fn read_set(dir: &Path, text_columns: &[&'static str], label: bool) -> Result<SetRows> {
+    let mut needed: Vec<&str> = vec!["img"];
+    needed.extend(text_columns);
+    if label {
+        needed.push("label_index");
+    }
+    let frame = open_set(dir, &needed).await?;
     use datafusion::prelude::{cast, col};
     let mut exprs = vec![cast(col("\"img\""), DataType::Binary).alias("img")];
     for c in text_columns {
@@ -331,7 +337,12 @@ async fn compositional(model: &ClipCheckpoint, dir: &Path, skipped: &mut usize) 
 
 /// Runs `eval`.
 pub async fn run(args: &EvalArgs, status: Status) -> Result<()> {
-    let model = ClipCheckpoint::load(&args.model, &Device::Cpu).map_err(model_err)?;
+    let dir = if args.model.as_os_str() == embedded::NAME && !args.model.exists() {
+        embedded::directory().map_err(model_err)?
+    } else {
+        args.model.clone()
+    };
+    let model = ClipCheckpoint::load(&dir, &Device::Cpu).map_err(model_err)?;
     let sets = ["zeroshot", "retrieval", "compositional", "filtering"];
     if !sets.iter().any(|s| args.data.join(s).is_dir()) {
         return plan_err!(

@@ -428,6 +428,8 @@ fn demo_walks_through_the_pool() {
         "conforms to the pool contract",
         "queries/text_prefilter.sql",
         "queries/prefilter_vs_truth.sql",
+        "queries/dfn_filter.sql",
+        "queries/dfn_vs_truth.sql",
         "COPY:",
     ] {
         assert!(
@@ -435,7 +437,8 @@ fn demo_walks_through_the_pool() {
             "demo output lacks {section:?}:\n{out}"
         );
     }
-    // The kept table is the pool minus what the prefilter dropped, and it reads back.
+    // The kept table is the top 30% by the built-in DFN of what the prefilter let through; it
+    // reads back, and it is mostly correct pairs where the pool is 40% correct.
     let kept = hqflow_in(
         dir.path(),
         &[
@@ -443,9 +446,13 @@ fn demo_walks_through_the_pool() {
             "-t",
             "pool=demo/pool",
             "-t",
+            "scored=demo/scored",
+            "-t",
             "kept=demo/kept",
             "SELECT (SELECT count(*) FROM pool) AS pool_rows, (SELECT count(*) FROM kept) AS kept_rows, \
-             (SELECT count(*) FROM kept WHERE txt IS NULL OR trim(txt) = '') AS kept_empty",
+             (SELECT count(*) FROM kept WHERE txt IS NULL OR trim(txt) = '') AS kept_empty, \
+             (SELECT count(*) FROM scored) AS scored_rows, \
+             (SELECT count(*) FROM kept WHERE truth_quality = 'correct') AS kept_correct",
         ],
     );
     let csv = kept.ok();
@@ -457,8 +464,13 @@ fn demo_walks_through_the_pool() {
         .map(|v| v.parse().expect("a count"))
         .collect();
     assert_eq!(values[0], 300);
-    assert!(values[1] > 0 && values[1] < 300, "{csv}");
+    assert!(values[1] > 0 && values[1] < values[3], "{csv}");
+    assert!(values[3] < 300, "the prefilter drops empty captions: {csv}");
     assert_eq!(values[2], 0, "empty captions must not be kept");
+    assert!(
+        values[4] * 10 >= values[1] * 6,
+        "the DFN should keep mostly correct pairs (60%+): {csv}"
+    );
     // Same seed, same pool.
     let again = hqflow_in(dir.path(), &["demo", "--out", "demo2", "--rows", "300"]);
     again.ok();

@@ -304,3 +304,46 @@ fn bad_input_is_skipped_or_a_clear_error() {
         .fails_with(1, &["'nowhere' does not exist"]);
     train_in(d, &["eval", "--model", "seed", "--data", "seed"]).fails_with(1, &["config.json"]);
 }
+
+#[test]
+fn the_built_in_dfn_separates_correct_alt_texts_on_a_pool_it_never_saw() {
+    // The filtering pool has its own row domain: none of its rows was in the model's training
+    // data. The floors sit well under the model's measured figures (its README) and well over
+    // what an untrained model gets (about 0.5).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let eval = [
+        "world",
+        "eval",
+        "--seed",
+        "77",
+        "--out",
+        "ev",
+        "--size",
+        "32",
+        "--per-class",
+        "1",
+        "--retrieval",
+        "10",
+        "--compositional",
+        "10",
+        "--filtering",
+        "400",
+    ];
+    hqflow_in(d, &eval).ok();
+    let run = train_in(
+        d,
+        &["eval", "--model", "hqflow-world-dfn", "--data", "ev", "-q"],
+    );
+    let metrics: serde_json::Value = serde_json::from_str(run.ok()).expect("metrics JSON");
+    let auc = &metrics["filtering"]["roc_auc"];
+    for (kind, floor) in [
+        ("mismatch", 0.85),
+        ("empty", 0.85),
+        ("junk", 0.8),
+        ("wrong_attr", 0.55),
+    ] {
+        let v = auc[kind].as_f64().expect("an AUC");
+        assert!(v >= floor, "{kind}: ROC-AUC {v} < {floor}: {metrics}");
+    }
+}

@@ -372,6 +372,20 @@ impl CacheCounts {
     }
 }
 
+/// hqflow's directory in the user's cache: `$XDG_CACHE_HOME/hqflow`, else
+/// `~/.cache/hqflow`; `None` without either variable.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".cache"))
+        })
+        .map(|base| base.join("hqflow"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod clip;
 pub mod clip_config;
 pub mod device;
+pub mod embedded;
 pub mod fingerprint;
 pub mod image_decode;
 pub mod openai_chat;

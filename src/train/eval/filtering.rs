@@ -17,28 +17,14 @@ use futures::StreamExt;
 use hqflow_udfs::models::ClipCheckpoint;
 use serde_json::{Value, json};
 
-use super::{dot, embed_images, embed_texts};
-use crate::train::source::{self, TABLE};
+use super::{dot, embed_images, embed_texts, open_set};
 
 /// The kind whose rows a filter should keep.
 const KEEP: &str = "correct";
 
 /// Rows of the set: image bytes, alt-text (None for NULL), truth quality.
 async fn read(dir: &Path) -> Result<(Vec<Vec<u8>>, Vec<Option<String>>, Vec<String>)> {
-    let ctx = source::open(&dir.to_string_lossy()).await?;
-    let frame = ctx.table(TABLE).await?;
-    let schema = frame.schema().as_arrow().clone();
-    let missing: Vec<&str> = ["img", "txt", "truth_quality"]
-        .into_iter()
-        .filter(|c| schema.field_with_name(c).is_err())
-        .collect();
-    if !missing.is_empty() {
-        return plan_err!(
-            "eval set '{}' lacks column(s) {}",
-            dir.display(),
-            missing.join(", ")
-        );
-    }
+    let frame = open_set(dir, &["img", "txt", "truth_quality"]).await?;
     let frame = frame.select(vec![
         cast(col("\"img\""), DataType::Binary).alias("img"),
         cast(col("\"txt\""), DataType::Utf8).alias("txt"),

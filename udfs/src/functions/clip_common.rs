@@ -13,7 +13,7 @@ use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_er
 use datafusion::logical_expr::ColumnarValue;
 
 use crate::models::batcher::{BatchPolicy, Batcher, Input};
-use crate::models::registry;
+use crate::models::{embedded, registry};
 use crate::options::{HqflowOptions, ModelLocation, OnError};
 
 /// Which session default names the model when the call does not.
@@ -23,15 +23,6 @@ pub enum DefaultModel {
     Dfn,
     /// `hqflow.clip_model`.
     Clip,
-}
-
-impl DefaultModel {
-    fn setting(self) -> &'static str {
-        match self {
-            DefaultModel::Dfn => "hqflow.dfn_model",
-            DefaultModel::Clip => "hqflow.clip_model",
-        }
-    }
 }
 
 /// The hqflow options a function was built with (a snapshot of the session's).
@@ -58,7 +49,9 @@ impl std::hash::Hash for BoundOptions {
     }
 }
 
-/// Resolves and loads the model a call uses: the explicit name, else the session default.
+/// Resolves and loads the model a call uses: the explicit name, else the session default,
+/// else the built-in model ([`embedded`]), which its name also reaches unless a model is
+/// registered under that name.
 pub fn model_for(
     function: &str,
     options: &HqflowOptions,
@@ -69,16 +62,18 @@ pub fn model_for(
         DefaultModel::Dfn => options.dfn_model.as_deref(),
         DefaultModel::Clip => options.clip_model.as_deref(),
     };
-    let Some(name) = explicit.or(default_name) else {
-        return plan_err!(
-            "{function} needs a model: register a CLIP checkpoint with `hqflow sql -m NAME=DIR` (or \
-             SET hqflow.model.NAME = 'DIR') and pass 'NAME' as the last argument, or SET {} = 'NAME'",
-            default.setting()
-        );
+    let name = explicit.or(default_name).unwrap_or(embedded::NAME);
+    let load = |dir: &std::path::Path| {
+        registry::clip(dir, options.device)
+            .map_err(|e| DataFusionError::Plan(format!("{function}: model '{name}': {e}")))
     };
+    if name == embedded::NAME && !options.models.contains_key(name) {
+        let dir =
+            embedded::directory().map_err(|e| DataFusionError::Plan(format!("{function}: {e}")))?;
+        return load(&dir);
+    }
     match options.model(name)? {
-        ModelLocation::Directory(dir) => registry::clip(std::path::Path::new(dir), options.device)
-            .map_err(|e| DataFusionError::Plan(format!("{function}: model '{name}': {e}"))),
+        ModelLocation::Directory(dir) => load(std::path::Path::new(dir)),
         ModelLocation::Endpoint(url) => {
             plan_err!(
                 "{function}: model '{name}' is an endpoint ({url}); {function} needs a CLIP checkpoint directory"

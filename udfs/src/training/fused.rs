@@ -37,6 +37,30 @@ fn last_dim(layout: &Layout) -> usize {
     layout.dims().last().copied().unwrap_or(1).max(1)
 }
 
+/// A new buffer of rows of `d`, each written by `f` from the same row of `xs`; rows run in
+/// parallel.
+fn map_rows(xs: &[f32], d: usize, f: impl Fn(&mut [f32], &[f32]) + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; xs.len()];
+    out.par_chunks_mut(d)
+        .zip(xs.par_chunks(d))
+        .for_each(|(y, x)| f(y, x));
+    out
+}
+
+/// As [`map_rows`], from the same rows of two inputs.
+fn map_rows2(
+    xs: &[f32],
+    ys: &[f32],
+    d: usize,
+    f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
+) -> Vec<f32> {
+    let mut out = vec![0f32; xs.len()];
+    out.par_chunks_mut(d)
+        .zip(xs.par_chunks(d).zip(ys.par_chunks(d)))
+        .for_each(|(o, (x, y))| f(o, x, y));
+    out
+}
+
 /// Layer norm over the last dimension with gain `weight` and `bias`; gradients flow to all
 /// three.
 pub fn layer_norm(
@@ -185,15 +209,12 @@ impl CustomOp3 for LayerNorm {
         if gain.len() != d || shift.len() != d {
             candle_core::bail!("layer norm: weight and bias must have {d} elements");
         }
-        let mut out = vec![0f32; xs.len()];
-        out.par_chunks_mut(d)
-            .zip(xs.par_chunks(d))
-            .for_each(|(y, x)| {
-                let (mean, rstd) = moments(x, self.eps);
-                for i in 0..d {
-                    y[i] = (x[i] - mean) * rstd * gain[i] + shift[i];
-                }
-            });
+        let out = map_rows(xs, d, |y, x| {
+            let (mean, rstd) = moments(x, self.eps);
+            for i in 0..d {
+                y[i] = (x[i] - mean) * rstd * gain[i] + shift[i];
+            }
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -236,24 +257,21 @@ impl CustomOp3 for LayerNormGradInput {
         let gain = slice(s2, l2, self.name())?;
         let grad = slice(s3, l3, self.name())?;
         let d = last_dim(l1);
-        let mut out = vec![0f32; xs.len()];
-        out.par_chunks_mut(d)
-            .zip(xs.par_chunks(d).zip(grad.par_chunks(d)))
-            .for_each(|(dx, (x, g))| {
-                let (mean, rstd) = moments(x, self.eps);
-                let n = d as f32;
-                let (mut a, mut b) = (0f32, 0f32);
-                for i in 0..d {
-                    let gw = g[i] * gain[i];
-                    a += gw;
-                    b += gw * (x[i] - mean) * rstd;
-                }
-                let (a, b) = (a / n, b / n);
-                for i in 0..d {
-                    let xhat = (x[i] - mean) * rstd;
-                    dx[i] = rstd * (g[i] * gain[i] - a - xhat * b);
-                }
-            });
+        let out = map_rows2(xs, grad, d, |dx, x, g| {
+            let (mean, rstd) = moments(x, self.eps);
+            let n = d as f32;
+            let (mut a, mut b) = (0f32, 0f32);
+            for i in 0..d {
+                let gw = g[i] * gain[i];
+                a += gw;
+                b += gw * (x[i] - mean) * rstd;
+            }
+            let (a, b) = (a / n, b / n);
+            for i in 0..d {
+                let xhat = (x[i] - mean) * rstd;
+                dx[i] = rstd * (g[i] * gain[i] - a - xhat * b);
+            }
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -316,19 +334,16 @@ impl CustomOp1 for Softmax {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let xs = slice(storage, layout, self.name())?;
         let d = last_dim(layout);
-        let mut out = vec![0f32; xs.len()];
-        out.par_chunks_mut(d)
-            .zip(xs.par_chunks(d))
-            .for_each(|(y, x)| {
-                let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for i in 0..d {
-                    y[i] = (x[i] - max).exp();
-                    sum += y[i];
-                }
-                let inv = 1.0 / sum;
-                y.iter_mut().for_each(|v| *v *= inv);
-            });
+        let out = map_rows(xs, d, |y, x| {
+            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for i in 0..d {
+                y[i] = (x[i] - max).exp();
+                sum += y[i];
+            }
+            let inv = 1.0 / sum;
+            y.iter_mut().for_each(|v| *v *= inv);
+        });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
@@ -360,15 +375,12 @@ impl CustomOp2 for SoftmaxGrad {
         let ys = slice(s1, l1, self.name())?;
         let grad = slice(s2, l2, self.name())?;
         let d = last_dim(l1);
-        let mut out = vec![0f32; ys.len()];
-        out.par_chunks_mut(d)
-            .zip(ys.par_chunks(d).zip(grad.par_chunks(d)))
-            .for_each(|(dx, (y, g))| {
-                let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
-                for i in 0..d {
-                    dx[i] = y[i] * (g[i] - dot);
-                }
-            });
+        let out = map_rows2(ys, grad, d, |dx, y, g| {
+            let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
+            for i in 0..d {
+                dx[i] = y[i] * (g[i] - dot);
+            }
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
