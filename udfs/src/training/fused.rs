@@ -97,13 +97,20 @@ pub fn bias_add(xs: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
-/// Column sums of `rows` [R, d] laid out row after row: d sums, rows split among tasks.
-fn column_sums(rows: &[f32], d: usize) -> Vec<f32> {
-    rows.par_chunks(d * ROWS_PER_TASK)
-        .map(|block| {
+/// Σ over rows of `f(row of xs, row of ys)`, d values: rows split among tasks, each task
+/// summing into its own accumulator, the accumulators added at the end.
+fn sum_over_rows(
+    xs: &[f32],
+    ys: &[f32],
+    d: usize,
+    f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
+) -> Vec<f32> {
+    xs.par_chunks(d * ROWS_PER_TASK)
+        .zip(ys.par_chunks(d * ROWS_PER_TASK))
+        .map(|(xs, ys)| {
             let mut acc = vec![0f32; d];
-            for row in block.chunks(d) {
-                acc.iter_mut().zip(row).for_each(|(a, x)| *a += x);
+            for (x, y) in xs.chunks(d).zip(ys.chunks(d)) {
+                f(&mut acc, x, y);
             }
             acc
         })
@@ -114,6 +121,13 @@ fn column_sums(rows: &[f32], d: usize) -> Vec<f32> {
                 a
             },
         )
+}
+
+/// Column sums of `rows` [R, d] laid out row after row.
+fn column_sums(rows: &[f32], d: usize) -> Vec<f32> {
+    sum_over_rows(rows, rows, d, |acc, x, _| {
+        acc.iter_mut().zip(x).for_each(|(a, x)| *a += x);
+    })
 }
 
 struct BiasAdd;
@@ -296,26 +310,12 @@ impl CustomOp2 for LayerNormGradWeight {
         let xs = slice(s1, l1, self.name())?;
         let grad = slice(s2, l2, self.name())?;
         let d = last_dim(l1);
-        let sum = xs
-            .par_chunks(d * ROWS_PER_TASK)
-            .zip(grad.par_chunks(d * ROWS_PER_TASK))
-            .map(|(xs, gs)| {
-                let mut acc = vec![0f32; d];
-                for (x, g) in xs.chunks(d).zip(gs.chunks(d)) {
-                    let (mean, rstd) = moments(x, self.eps);
-                    for i in 0..d {
-                        acc[i] += g[i] * (x[i] - mean) * rstd;
-                    }
-                }
-                acc
-            })
-            .reduce(
-                || vec![0f32; d],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            );
+        let sum = sum_over_rows(xs, grad, d, |acc, x, g| {
+            let (mean, rstd) = moments(x, self.eps);
+            for i in 0..d {
+                acc[i] += g[i] * (x[i] - mean) * rstd;
+            }
+        });
         Ok((CpuStorage::F32(sum), Shape::from(d)))
     }
 }
