@@ -459,7 +459,7 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         },
         norm,
         tokenizer: Arc::new(tokenizer),
-        tag_vocab: Arc::new(tags.iter().cloned().zip(0..).collect()),
+        tag_vocab: Arc::new(tags.iter().cloned().collect()),
     })?;
     let metrics_path = args.out.join("metrics.jsonl");
     if args.resume {

@@ -7,7 +7,7 @@
 //! reproducible whatever the thread timing, and a resumed run replays the reader past the
 //! batches already drawn (reading, not decoding) to continue at the exact same row.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -54,8 +54,8 @@ pub struct LoaderConfig {
     pub norm: Preprocessor,
     /// The tokenizer.
     pub tokenizer: Arc<ClipTokenizer>,
-    /// Tags the tag loss knows (tag → index); empty without the tag loss.
-    pub tag_vocab: Arc<HashMap<String, usize>>,
+    /// Tags the tag loss knows; empty without the tag loss.
+    pub tag_vocab: Arc<HashSet<String>>,
 }
 
 /// Rows seen and skipped.
@@ -370,7 +370,7 @@ fn add_tags<'a>(
     let image = batch.texts.len();
     for (positive, tags) in [(true, &row.tags[0]), (false, &row.tags[1])] {
         for tag in tags {
-            if !config.tag_vocab.contains_key(tag) {
+            if !config.tag_vocab.contains(tag) {
                 continue;
             }
             let index = match local.get(tag.as_str()) {

@@ -52,9 +52,9 @@ fn version() -> String {
     hasher.finalize().to_hex()[..16].to_string()
 }
 
-/// Writes the files into a fresh directory next to `target` and renames it into place; a
-/// process that lost the race finds the winner's complete copy.
-fn materialize(target: &Path) -> std::io::Result<()> {
+/// Writes the files (of `version`) into a fresh directory next to `target` and renames it
+/// into place; a process that lost the race finds the winner's complete copy.
+fn materialize(target: &Path, version: &str) -> std::io::Result<()> {
     if target.join(COMPLETE).is_file() {
         return Ok(());
     }
@@ -73,7 +73,7 @@ fn materialize(target: &Path) -> std::io::Result<()> {
     for (name, bytes) in FILES {
         std::fs::write(staging.join(name), bytes)?;
     }
-    std::fs::write(staging.join(COMPLETE), version())?;
+    std::fs::write(staging.join(COMPLETE), version)?;
     if target.exists() && !target.join(COMPLETE).is_file() {
         // An interrupted copy of an older hqflow: replace it.
         let _ = std::fs::remove_dir_all(target);
@@ -92,17 +92,20 @@ fn materialize(target: &Path) -> std::io::Result<()> {
 pub fn directory() -> ModelResult<PathBuf> {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     DIR.get_or_init(|| {
+        let version = version();
         let target = crate::cache::user_cache_dir()
             .unwrap_or_else(|| std::env::temp_dir().join("hqflow"))
             .join("models")
-            .join(format!("world-dfn-{}", version()));
-        materialize(&target).map(|()| target.clone()).map_err(|e| {
-            format!(
-                "cannot write the built-in model to '{}': {e} (set XDG_CACHE_HOME to a \
+            .join(format!("world-dfn-{version}"));
+        materialize(&target, &version)
+            .map(|()| target.clone())
+            .map_err(|e| {
+                format!(
+                    "cannot write the built-in model to '{}': {e} (set XDG_CACHE_HOME to a \
                      writable directory, or register a model with -m)",
-                target.display()
-            )
-        })
+                    target.display()
+                )
+            })
     })
     .clone()
     .map_err(ModelError)
@@ -116,20 +119,20 @@ mod tests {
     fn writes_a_complete_checkpoint_once() {
         let dir = tempfile::tempdir().expect("temp dir");
         let target = dir.path().join("m");
-        materialize(&target).expect("written");
+        materialize(&target, "test").expect("written");
         for (name, bytes) in FILES {
             assert_eq!(std::fs::read(target.join(name)).expect(name), bytes);
         }
         // A second call finds it complete and leaves it alone.
         std::fs::write(target.join("config.json"), b"changed").expect("write");
-        materialize(&target).expect("again");
+        materialize(&target, "test").expect("again");
         assert_eq!(
             std::fs::read(target.join("config.json")).expect("config"),
             b"changed"
         );
         // A copy without its marker (an interrupted write) is replaced.
         std::fs::remove_file(target.join(COMPLETE)).expect("remove");
-        materialize(&target).expect("repaired");
+        materialize(&target, "test").expect("repaired");
         assert_eq!(
             std::fs::read(target.join("config.json")).expect("config"),
             FILES[0].1
