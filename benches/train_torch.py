@@ -7,12 +7,14 @@ the recipe's defaults: AdamW (weight decay on matrices only), linear warmup then
 random resized crop without flip, symmetric InfoNCE with a learnable temperature clamped at
 100, and each image's own `long_neg` as one extra image->text candidate (--hard-negative 0
 turns it off), as udfs/src/training/loss.rs defines it. Decoding runs on the main thread (as
-hqflow-train's single default worker does). Prints one JSON line per --log-every steps and a
-final line with samples/s.
+hqflow-train's single default worker does); --workers N decodes the next batch on N threads
+while the current one trains (set the recipe's data.workers to the same N). --device cuda
+trains on the GPU. Prints one JSON line per --log-every steps and a final line with
+samples/s.
 
     python benches/train_torch.py TABLE_DIR --like FIT_OUT_DIR [--steps 300] [--batch 64]
         [--lr 1e-3] [--warmup 30] [--text txt|long_pos] [--quality correct] [--threads 2]
-        [--impl transformers|open_clip]
+        [--impl transformers|open_clip] [--device cpu|cuda] [--workers N]
 
 With --impl open_clip the same sizes are built as open_clip's CLIP (PyPI open_clip_torch),
 the issue's throughput reference.
@@ -25,6 +27,7 @@ import math
 import os
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow.parquet as pq
 import torch
@@ -99,6 +102,8 @@ def main():
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--impl", choices=["transformers", "open_clip"], default="transformers")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--workers", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -109,6 +114,8 @@ def main():
         model = open_clip_model(config).train()
     else:
         model = CLIPModel(config).train()
+    dev = torch.device(a.device)
+    model = model.to(dev)
     ctx = config.text_config.max_position_embeddings
     side = config.vision_config.image_size
     tok = Tokenizer.from_file(os.path.join(a.like, "tokenizer.json"))
@@ -138,15 +145,27 @@ def main():
         x = torch.full((len(enc), n), eos, dtype=torch.long)
         for i, e in enumerate(enc):
             x[i, : len(e)] = torch.tensor(e)
-        return x
+        return x.to(dev)
+
+    pool = ThreadPoolExecutor(a.workers) if a.workers > 0 else None
+    # The batch ahead is assembled on its own thread (it waits on `pool`, so it cannot be one
+    # of pool's threads).
+    prefetch = ThreadPoolExecutor(1) if pool else None
+
+    def decode(item):
+        return aug(Image.open(io.BytesIO(item[0])).convert("RGB"))
+
+    def make_batch(batch):
+        images = list(pool.map(decode, batch)) if pool else [decode(x) for x in batch]
+        return batch, torch.stack(images)
 
     data = rows(a.table, a.text, a.quality)
     order = list(range(len(data)))
     rng.shuffle(order)
     pos = 0
-    started = time.time()
-    seen = 0
-    for step in range(a.steps):
+
+    def draw():
+        nonlocal pos
         batch = []
         while len(batch) < a.batch:
             if pos == len(order):
@@ -154,7 +173,22 @@ def main():
                 pos = 0
             batch.append(data[order[pos]])
             pos += 1
-        pixels = torch.stack([aug(Image.open(io.BytesIO(b)).convert("RGB")) for b, _, _ in batch])
+        return batch
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    started = time.time()
+    seen = 0
+    ahead = prefetch.submit(make_batch, draw()) if pool else None
+    for step in range(a.steps):
+        if pool:
+            batch, pixels = ahead.result()
+            ahead = prefetch.submit(make_batch, draw())
+        else:
+            batch, pixels = make_batch(draw())
+        pixels = pixels.to(dev, non_blocking=True)
         caps = [c for _, c, _ in batch]
         use_neg = a.hard_negative > 0 and all(n for _, _, n in batch)
         texts = caps + ([n for _, _, n in batch] if use_neg else [])
@@ -170,7 +204,7 @@ def main():
         txt = txt_all[:b]
         scale = model.logit_scale.exp()
         logits = scale * img @ txt.t()
-        target = torch.arange(b)
+        target = torch.arange(b, device=dev)
         t2i = F.cross_entropy(logits.t(), target)
         if use_neg:
             neg = txt_all[b:]
@@ -186,10 +220,12 @@ def main():
             model.logit_scale.clamp_(0, math.log(100))
         seen += b
         if (step + 1) % a.log_every == 0 or step + 1 == a.steps:
+            sync()
             print(json.dumps({"step": step + 1, "loss": loss.item(), "lr": lr_at(step),
                               "scale": model.logit_scale.exp().item(),
                               "pairs_per_s": seen / (time.time() - started)}), flush=True)
-    print(json.dumps({"impl": a.impl, "steps": a.steps, "samples": seen,
+    sync()
+    print(json.dumps({"impl": a.impl, "device": a.device, "steps": a.steps, "samples": seen,
                       "seconds": time.time() - started,
                       "samples_per_s": seen / (time.time() - started)}), flush=True)
 

@@ -21,7 +21,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int32Type};
 use datafusion::common::{DataFusionError, Result, plan_err};
 use futures::StreamExt;
-use hqflow_udfs::models::{ClipCheckpoint, Device, embedded};
+use hqflow_udfs::models::{ClipCheckpoint, embedded};
 use serde_json::{Value, json};
 
 use super::source::{self, TABLE};
@@ -42,6 +42,9 @@ pub struct EvalArgs {
     /// Also write the metrics JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Where the model runs: cpu (default), cuda[:N] or metal[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 const BATCH: usize = 64;
@@ -342,7 +345,8 @@ pub async fn run(args: &EvalArgs, status: Status) -> Result<()> {
     } else {
         args.model.clone()
     };
-    let model = ClipCheckpoint::load(&dir, &Device::Cpu).map_err(model_err)?;
+    let model =
+        ClipCheckpoint::load(&dir, &super::fit::open_device(&args.device)?).map_err(model_err)?;
     let sets = ["zeroshot", "retrieval", "compositional", "filtering"];
     if !sets.iter().any(|s| args.data.join(s).is_dir()) {
         return plan_err!(

@@ -22,7 +22,7 @@ use futures::StreamExt;
 use hqflow_udfs::models::clip_config::{Activation, ClipConfig, TextConfig, VisionConfig};
 use hqflow_udfs::models::preprocess::Preprocessor;
 use hqflow_udfs::models::tokenizer::ClipTokenizer;
-use hqflow_udfs::models::{Device, ModelError};
+use hqflow_udfs::models::{Device, DeviceSpec, ModelError};
 use hqflow_udfs::training::hf_files::{clip_config_json, preprocessor_json};
 use hqflow_udfs::training::{ClipTrainer, LossWeights, OptimConfig, bpe};
 use serde::{Deserialize, Serialize};
@@ -63,6 +63,10 @@ pub struct FitArgs {
     /// random weights.
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// Where to train: cpu (default), cuda[:N] or metal[:N] (GPUs need a build with the
+    /// `cuda` or `metal` feature). A run may be resumed on another device.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// What `train_state.json` records.
@@ -84,6 +88,14 @@ const TAG_HEAD: &str = "tag_head.safetensors";
 
 /// The tag vocabulary of a run with the tag loss.
 const TAG_VOCAB: &str = "tags.json";
+
+/// The device named by `--device`, opened; a plan error says what is wrong with it.
+pub(crate) fn open_device(name: &str) -> Result<Device> {
+    DeviceSpec::parse(name)
+        .map_err(|e| DataFusionError::Plan(format!("--device: {e}")))?
+        .open()
+        .map_err(|e| DataFusionError::Plan(format!("--device: {}", e.0)))
+}
 
 fn model_err(e: ModelError) -> DataFusionError {
     DataFusionError::Execution(e.0)
@@ -329,10 +341,10 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
             args.out.display()
         )));
     }
+    let device = open_device(&args.device)?;
     let recipe = load_recipe(args)?;
     std::fs::create_dir_all(&args.out).map_err(|e| io_err(&args.out, "create", e))?;
     let columns = checked_columns(args, &recipe).await?;
-    let device = Device::Cpu;
     let optim = OptimConfig {
         beta1: recipe.optim.beta1,
         beta2: recipe.optim.beta2,
