@@ -303,6 +303,23 @@ fn bad_input_is_skipped_or_a_clear_error() {
     train_in(d, &["fit", "--data", "nowhere", "--out", "e6"])
         .fails_with(1, &["'nowhere' does not exist"]);
     train_in(d, &["eval", "--model", "seed", "--data", "seed"]).fails_with(1, &["config.json"]);
+    // A device this build cannot open is a plan error before anything is written.
+    train_in(
+        d,
+        &["fit", "--data", "seed", "--out", "e7", "--device", "tpu"],
+    )
+    .fails_with(1, &["--device", "unknown device 'tpu'"]);
+    if !cfg!(feature = "cuda") {
+        train_in(
+            d,
+            &["fit", "--data", "seed", "--out", "e8", "--device", "cuda"],
+        )
+        .fails_with(1, &["--device", "built without GPU support"]);
+        assert!(
+            !d.join("e8").exists(),
+            "a failed device check wrote its --out"
+        );
+    }
 }
 
 #[test]
