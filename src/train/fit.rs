@@ -23,7 +23,7 @@ use hqflow_udfs::models::clip_config::{Activation, ClipConfig, TextConfig, Visio
 use hqflow_udfs::models::preprocess::Preprocessor;
 use hqflow_udfs::models::tokenizer::ClipTokenizer;
 use hqflow_udfs::models::{Device, DeviceSpec, ModelError};
-use hqflow_udfs::training::hf_files::{clip_config_json, preprocessor_json};
+use hqflow_udfs::training::hf_files::{clip_config_json, preprocessor_json, tokenizer_config_json};
 use hqflow_udfs::training::{ClipTrainer, LossWeights, OptimConfig, bpe};
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +89,9 @@ const TAG_HEAD: &str = "tag_head.safetensors";
 /// The tag vocabulary of a run with the tag loss.
 const TAG_VOCAB: &str = "tags.json";
 
+/// How transformers' `AutoTokenizer` is to load `tokenizer.json`.
+const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
+
 /// The device named by `--device`, opened; a plan error says what is wrong with it.
 pub(crate) fn open_device(name: &str) -> Result<Device> {
     DeviceSpec::parse(name)
@@ -107,6 +110,15 @@ fn io_err(path: &Path, what: &str, e: std::io::Error) -> DataFusionError {
 
 fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| io_err(path, "read", e))
+}
+
+/// The file's text, or None where there is no such file.
+fn read_optional(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path, "read", e)),
+    }
 }
 
 /// Writes through a temporary name and a rename, so a crash never leaves half a file.
@@ -131,6 +143,9 @@ struct CheckpointTexts {
     config: String,
     preprocessor: String,
     tokenizer: String,
+    /// `tokenizer_config.json`: ours for a tokenizer trained here, the source checkpoint's
+    /// (when it has one) otherwise.
+    tokenizer_config: Option<String>,
     recipe: String,
 }
 
@@ -152,6 +167,9 @@ fn save(
     write_text(&out.join("config.json"), &texts.config)?;
     write_text(&out.join("preprocessor_config.json"), &texts.preprocessor)?;
     write_text(&out.join("tokenizer.json"), &texts.tokenizer)?;
+    if let Some(text) = &texts.tokenizer_config {
+        write_text(&out.join(TOKENIZER_CONFIG), text)?;
+    }
     write_text(&out.join("recipe.toml"), &texts.recipe)?;
     let state_json = serde_json::to_string_pretty(&state)
         .map_err(|e| DataFusionError::Internal(format!("train state: {e}")))?;
@@ -371,6 +389,7 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
             config: config_text,
             preprocessor: read_text(&out.join("preprocessor_config.json"))?,
             tokenizer: read_text(&out.join("tokenizer.json"))?,
+            tokenizer_config: read_optional(&out.join(TOKENIZER_CONFIG))?,
             recipe: recipe_text,
         };
         let tags = if columns.tags {
@@ -390,6 +409,7 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
             config: config_text,
             preprocessor: read_text(&init.join("preprocessor_config.json"))?,
             tokenizer: read_text(&init.join("tokenizer.json"))?,
+            tokenizer_config: read_optional(&init.join(TOKENIZER_CONFIG))?,
             recipe: recipe_text,
         };
         let tags = if columns.tags {
@@ -423,6 +443,7 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
             config: clip_config_json(&config, bpe::BOS_ID),
             preprocessor: preprocessor_json(recipe.model.image_size),
             tokenizer,
+            tokenizer_config: Some(tokenizer_config_json(recipe.model.context_length)),
             recipe: recipe_text,
         };
         let trainer = ClipTrainer::from_scratch(config, recipe.optim.seed, optim, &device)

@@ -27,6 +27,8 @@ struct ImageRef {
 
 #[derive(Deserialize)]
 struct Reference {
+    /// For a checkpoint kept elsewhere: the SHA-256 of the weights the reference was made from.
+    model_sha256: Option<String>,
     texts: Vec<TextRef>,
     images: Vec<ImageRef>,
 }
@@ -56,11 +58,30 @@ fn lossless(file: &str) -> bool {
 
 fn conforms(name: &str) {
     let dir = clip_dir().join(name);
-    let ckpt = ClipCheckpoint::load(&dir, &Device::Cpu).expect("the checkpoint loads");
+    conforms_at(name, &dir, &dir);
+}
+
+/// The checkpoint in `model` against the reference in `dir` (reference.json and
+/// pixel_values.safetensors).
+fn conforms_at(name: &str, model: &std::path::Path, dir: &std::path::Path) {
+    let ckpt = ClipCheckpoint::load(model, &Device::Cpu).expect("the checkpoint loads");
     let reference: Reference = serde_json::from_str(
         &std::fs::read_to_string(dir.join("reference.json")).expect("reference.json"),
     )
     .expect("reference.json parses");
+    if let Some(expected) = &reference.model_sha256 {
+        use sha2::Digest;
+        let weights = std::fs::read(model.join("model.safetensors")).expect("weights");
+        let got: String = sha2::Sha256::digest(&weights)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            &got, expected,
+            "{name}: the weights changed since the reference was made; run {}",
+            "tests/data/clip/make_trained_fixture.py"
+        );
+    }
 
     let texts: Vec<&str> = reference.texts.iter().map(|t| t.text.as_str()).collect();
     let ids = ckpt.tokenize(&texts).expect("tokenizes");
@@ -143,6 +164,14 @@ fn quick_gelu_checkpoint_matches_transformers() {
 #[test]
 fn gelu_checkpoint_matches_transformers() {
     conforms("tiny-gelu");
+}
+
+/// A checkpoint `hqflow-train` wrote (the built-in DFN, with its own BPE tokenizer), as
+/// transformers' `from_pretrained` loads it.
+#[test]
+fn trained_checkpoint_matches_transformers() {
+    let model = super::support::root().join("udfs/models/world-dfn");
+    conforms_at("world-dfn", &model, &clip_dir().join("world-dfn"));
 }
 
 #[test]

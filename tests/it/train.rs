@@ -120,6 +120,7 @@ fn learns_saves_a_checkpoint_hqflow_loads_and_evaluates() {
         "config.json",
         "model.safetensors",
         "tokenizer.json",
+        "tokenizer_config.json",
         "preprocessor_config.json",
         "tags.json",
         "tag_head.safetensors",

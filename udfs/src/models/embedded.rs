@@ -19,7 +19,7 @@ use super::{ModelError, ModelResult};
 pub const NAME: &str = "hqflow-world-dfn";
 
 /// The checkpoint's files, as `hqflow-train fit` wrote them.
-const FILES: [(&str, &[u8]); 4] = [
+const FILES: [(&str, &[u8]); 5] = [
     (
         "config.json",
         include_bytes!("../../models/world-dfn/config.json"),
@@ -31,6 +31,10 @@ const FILES: [(&str, &[u8]); 4] = [
     (
         "tokenizer.json",
         include_bytes!("../../models/world-dfn/tokenizer.json"),
+    ),
+    (
+        "tokenizer_config.json",
+        include_bytes!("../../models/world-dfn/tokenizer_config.json"),
     ),
     (
         "model.safetensors",

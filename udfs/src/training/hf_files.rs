@@ -1,6 +1,7 @@
 //! The JSON files of a Hugging Face CLIP checkpoint that a trained model is saved with:
-//! `config.json` (a transformers `CLIPModel` config) and `preprocessor_config.json` (a
-//! `CLIPImageProcessor`: shortest-edge resize, bicubic, center crop, OpenAI mean/std).
+//! `config.json` (a transformers `CLIPModel` config), `preprocessor_config.json` (a
+//! `CLIPImageProcessor`: shortest-edge resize, bicubic, center crop, OpenAI mean/std) and,
+//! for a tokenizer trained here, `tokenizer_config.json`.
 
 use crate::models::clip_config::ClipConfig;
 
@@ -67,6 +68,21 @@ pub fn preprocessor_json(size: usize) -> String {
         "image_mean": IMAGE_MEAN,
         "image_std": IMAGE_STD,
         "do_convert_rgb": true,
+    });
+    format!("{value:#}\n")
+}
+
+/// `tokenizer_config.json` for a tokenizer trained by [`super::bpe`]. Without it,
+/// transformers' `AutoTokenizer` goes by the model type and builds OpenAI's `CLIPTokenizer`,
+/// whose own pre-tokenization gives other ids than `tokenizer.json`; with it, the generic
+/// fast tokenizer runs `tokenizer.json` as written, as hqflow does.
+pub fn tokenizer_config_json(max_length: usize) -> String {
+    let value = serde_json::json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": super::bpe::BOS,
+        "eos_token": super::bpe::EOS,
+        "pad_token": super::bpe::EOS,
+        "model_max_length": max_length,
     });
     format!("{value:#}\n")
 }
