@@ -16,6 +16,7 @@ pub mod augment;
 pub mod eval;
 pub mod fit;
 pub mod loader;
+pub mod progress;
 pub mod recipe;
 pub mod schedule;
 pub mod shuffle;

@@ -83,7 +83,8 @@ impl Progress {
     }
 }
 
-fn clock(seconds: f64) -> String {
+/// `h:mm:ss` of a number of seconds.
+pub(crate) fn clock(seconds: f64) -> String {
     let s = seconds.round() as u64;
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }

@@ -12,7 +12,7 @@
 //! fixed (e.g. an aggregate without ORDER BY).
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::augment::Crop;
 use super::loader::{Loader, LoaderConfig};
+use super::progress::{ProgressBar, StepView};
 use super::recipe::Recipe;
 use super::schedule::cosine_lr;
 use super::source::{self, Columns};
@@ -511,6 +512,7 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         },
         tags: if columns.tags { recipe.loss.tags } else { 0.0 },
     };
+    let mut progress = ProgressBar::new(!status.is_quiet() && std::io::stderr().is_terminal());
     let started = Instant::now();
     let first_step = state.step;
     let mut samples_here = 0u64;
@@ -556,10 +558,19 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
             "samples_per_s": rate,
         });
         writeln!(metrics, "{line}").map_err(|e| io_err(&metrics_path, "write", e))?;
-        if state.step.is_multiple_of(recipe.run.log_every) || state.step == total {
-            let done = (state.step - first_step) as f64;
-            let eta = elapsed / done * (total - state.step) as f64;
-            status.line(&format!(
+        let done = (state.step - first_step) as f64;
+        let eta = elapsed / done * (stop - state.step) as f64;
+        progress.update(StepView {
+            step: state.step,
+            total: stop,
+            loss: stats.loss,
+            lr,
+            pairs_per_s: rate,
+            eta,
+        });
+        let logged = state.step.is_multiple_of(recipe.run.log_every) || state.step == total;
+        if logged && !status.is_quiet() {
+            progress.line(&format!(
                 "step {}/{total}  loss {:.4}  lr {lr:.2e}  scale {:.1}  {rate:.0} pairs/s  ETA {eta:.0}s",
                 state.step, stats.loss, stats.scale
             ));
@@ -569,6 +580,7 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         }
     }
     save(&args.out, &trainer, &texts, state)?;
+    progress.clear();
     let elapsed = started.elapsed().as_secs_f64();
     let summary = serde_json::json!({
         "out": args.out.display().to_string(),
