@@ -183,24 +183,21 @@ fn write_filtering(args: &EvalArgs, dir: &Path) -> Result<Written> {
     )
 }
 
-/// Writes the four sets under `args.out`; returns each set's name and what was written.
+/// Writes the four sets under `args.out`, leaving out a set asked for with 0 rows (`eval`
+/// skips a set that is not there); returns each written set's name and what was written.
 pub fn write_eval(args: &EvalArgs) -> Result<Vec<(&'static str, Written)>> {
-    Ok(vec![
-        (
-            "zeroshot",
-            write_zeroshot(args, &args.out.join("zeroshot"))?,
-        ),
-        (
-            "retrieval",
-            write_retrieval(args, &args.out.join("retrieval"))?,
-        ),
-        (
-            "compositional",
-            write_compositional(args, &args.out.join("compositional"))?,
-        ),
-        (
-            "filtering",
-            write_filtering(args, &args.out.join("filtering"))?,
-        ),
-    ])
+    type Writer = fn(&EvalArgs, &Path) -> Result<Written>;
+    let sets: [(&'static str, u64, Writer); 4] = [
+        ("zeroshot", args.per_class, write_zeroshot),
+        ("retrieval", args.retrieval, write_retrieval),
+        ("compositional", args.compositional, write_compositional),
+        ("filtering", args.filtering, write_filtering),
+    ];
+    let mut written = Vec::new();
+    for (name, rows, write) in sets {
+        if rows > 0 {
+            written.push((name, write(args, &args.out.join(name))?));
+        }
+    }
+    Ok(written)
 }

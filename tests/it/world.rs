@@ -419,6 +419,30 @@ fn eval_sets_have_their_shapes() {
             assert_eq!(parse(text).mismatches(&scene), 0, "{text}");
         }
     }
+    // A set asked for with 0 rows is not written (eval skips what is not there).
+    world(
+        dir.path(),
+        &[
+            "eval",
+            "--seed",
+            "5",
+            "--out",
+            "some",
+            "--size",
+            "16",
+            "--per-class",
+            "1",
+            "--retrieval",
+            "0",
+            "--compositional",
+            "5",
+            "--filtering",
+            "0",
+        ],
+    );
+    let some = dir.path().join("some");
+    assert!(some.join("zeroshot").is_dir() && some.join("compositional").is_dir());
+    assert!(!some.join("retrieval").exists() && !some.join("filtering").exists());
 }
 
 #[test]
