@@ -59,6 +59,9 @@ pub enum Command {
     /// The model-output cache: what it holds, clearing it.
     #[command(subcommand)]
     Cache(crate::cache::CacheCommand),
+    /// What a filter kept and dropped, as one self-contained HTML page (scores, tags, image
+    /// grids around the threshold).
+    Report(crate::report::ReportArgs),
 }
 
 fn parse_table(s: &str) -> std::result::Result<TableSpec, String> {
@@ -311,6 +314,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Ingest(command) => crate::ingest::run(&command, status),
         Command::Bench(command) => crate::bench::run(&command, status),
         Command::Cache(command) => crate::cache::run(&command, cache_dir.as_deref(), status),
+        Command::Report(args) => crate::report::run(&args, cache_dir.as_deref(), status).await,
     }
 }
 

@@ -19,6 +19,7 @@ pub mod demo;
 pub mod ingest;
 pub mod object_stores;
 pub mod output;
+pub mod report;
 pub mod run;
 pub mod script;
 pub mod session;

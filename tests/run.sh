@@ -7,10 +7,14 @@
 # unpacked by tests/data/packages/fetch_pools.sh; when that cannot work here (no apt-get, npm
 # or network), those tests are skipped with a line saying so.
 #
+# Chromium (Debian's, for the HTML report's screenshot test) is installed with apt-get when
+# missing and the script runs as root; otherwise that screenshot is skipped.
+#
 # Env: CARGO_TARGET_DIR (default ~/.cache/hqflow/target, outside the clone so builds are
 # reused), HQFLOW_TEST_VENV (default ~/.cache/hqflow/test-venv), HQFLOW_PACKAGES (where the
 # packages are unpacked, default ~/.cache/hqflow/packages), HQFLOW_REQUIRE_PACKAGES=1 (fail
-# instead of skipping when the packages cannot be fetched).
+# instead of skipping when the packages cannot be fetched), HQFLOW_REQUIRE_CHROMIUM=1 (fail
+# instead of skipping the screenshot without chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +47,18 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 export HQFLOW_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+
+# Headless Chromium renders `hqflow report`'s page in tests/it/report.rs (Debian's chromium;
+# installed once, as root). Without it that screenshot is skipped with a line saying so.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+  echo "tests/run.sh: installing Debian's chromium for the report screenshot test" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1; then
+    apt-get update -q >/dev/null 2>&1 || true
+    apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
+      || echo "tests/run.sh: cannot install chromium; the report screenshot will be skipped" >&2
+  fi
+fi
 
 packages="${HQFLOW_PACKAGES:-$HOME/.cache/hqflow/packages}"
 fetch_status=0

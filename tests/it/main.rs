@@ -13,6 +13,8 @@
 //! - `packages`: the package pools' row counts (only when tests/run.sh could fetch them).
 //! - `refine`: `lvlm_refine` against a fake OpenAI-compatible server (`fake_openai`) on
 //!   127.0.0.1: ordering under concurrency, retries, failures, keys, the cache.
+//! - `report`: `hqflow report`'s HTML over a scored world pool, rendered by headless
+//!   Chromium where it is installed.
 //! - `bad_input_corpus`: over a thousand malformed images and texts through every model
 //!   function.
 
@@ -24,6 +26,7 @@ mod fake_openai;
 mod ingest;
 mod packages;
 mod refine;
+mod report;
 mod run;
 mod s3;
 mod slt;
