@@ -3,7 +3,8 @@
 //! It generates a `hqflow world` pool (rendered scenes, alt-texts of mixed quality, hidden
 //! truth), checks it against the pool contract, runs the text prefilter with a reason for
 //! every dropped row, scores what is left with `dfn_score` on the built-in DFN and keeps the
-//! top 30%, compares both filters with the truth, and materializes the kept table. Every
+//! top 30%, compares both filters with the truth, materializes the kept table and writes
+//! an HTML report of the rows around the cut (`hqflow report`). Every
 //! step is a query file under `queries/` that runs as it is on any pool.
 
 // The walk-through is this command's output: it prints to stdout by design.
@@ -11,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
+use arrow::array::{Array, AsArray};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
 
@@ -157,6 +159,42 @@ pub async fn run(args: &DemoArgs, status: Status) -> Result<Outcome> {
         "SELECT count(*) AS kept_rows, count(DISTINCT uid) AS distinct_uids FROM kept",
     )
     .await?;
+    // What was kept and dropped, and why: the report at the cut the filter used.
+    let report = args.out.join("report.html");
+    let threshold = ctx
+        .sql("SELECT CAST(min(dfn_score) AS DOUBLE) FROM dfn_kept")
+        .await?
+        .collect()
+        .await?
+        .first()
+        .and_then(|b| {
+            let col = b
+                .column(0)
+                .as_primitive_opt::<arrow::datatypes::Float64Type>()?;
+            col.is_valid(0).then(|| col.value(0))
+        });
+    if let Some(threshold) = threshold {
+        println!(
+            "\n== hqflow report -t scored={} --threshold {threshold:.6} --out {}",
+            scored_dir.display(),
+            report.display()
+        );
+        crate::report::write_report(
+            &ctx,
+            "SELECT * FROM scored",
+            "dfn_score",
+            crate::report::Cut::Threshold(threshold),
+            12,
+            &report,
+            &[],
+            status,
+        )
+        .await?;
+        println!(
+            "open {} in a browser: the kept and dropped rows around the cut",
+            report.display()
+        );
+    }
     println!(
         "\nnext: refine the kept pairs with a vision-language model (HQ-CLIP's four texts):\n\
          hqflow run queries/refine.sql -t scored={scored} -m refiner='http://HOST:PORT/v1?model=MODEL_ID' --out refined/\n\

@@ -103,33 +103,75 @@ pub async fn run(
         (None, None) => return Err(plan("give a table (-t NAME=LOCATION) or --query".into())),
     };
     let ctx = build_session(&args.session.options(cache_dir)).await?;
-    let rows = ctx.sql(&query).await?;
-    let present = check_columns(rows.schema().as_arrow(), &args.score)?;
+    let cut = match args.threshold {
+        Some(t) => Cut::Threshold(t),
+        None => Cut::KeepTop(args.keep_top),
+    };
+    let mut facts = Vec::new();
+    if let Some(q) = &args.query {
+        facts.push(("query".to_string(), q.clone()));
+    }
+    write_report(
+        &ctx,
+        &query,
+        &args.score,
+        cut,
+        args.grid,
+        &args.out,
+        &facts,
+        status,
+    )
+    .await?;
+    crate::cli::report_row_errors(&ctx, status);
+    Ok(Outcome::Success)
+}
+
+/// Where the report draws the line between kept and dropped.
+#[derive(Debug, Clone, Copy)]
+pub enum Cut {
+    /// Rows scoring at least this are kept.
+    Threshold(f64),
+    /// The best share of the scored rows is kept.
+    KeepTop(f64),
+}
+
+/// Writes the report of `query`'s rows in `ctx` to `out`, `notes` listed first among its
+/// facts.
+#[allow(clippy::too_many_arguments)]
+pub async fn write_report(
+    ctx: &SessionContext,
+    query: &str,
+    score: &str,
+    cut: Cut,
+    grid: usize,
+    out: &std::path::Path,
+    notes: &[(String, String)],
+    status: Status,
+) -> Result<()> {
+    let rows = ctx.sql(query).await?;
+    let present = check_columns(rows.schema().as_arrow(), score)?;
+    ctx.deregister_table(ROWS)?;
     ctx.register_table(ROWS, rows.into_view())?;
 
-    let scores = scores(&ctx, &args.score).await?;
+    let scores = scores(ctx, score).await?;
     let scored: Vec<f64> = scores.iter().flatten().copied().collect();
     let nulls = scores.len() - scored.len();
-    let threshold = match args.threshold {
-        Some(t) => t,
-        None => top_share_threshold(&scored, args.keep_top).ok_or_else(|| {
-            plan(format!(
-                "no row has a {} score to keep the top of",
-                args.score
-            ))
-        })?,
+    let threshold = match cut {
+        Cut::Threshold(t) => t,
+        Cut::KeepTop(share) => top_share_threshold(&scored, share)
+            .ok_or_else(|| plan(format!("no row has a {score} score to keep the top of")))?,
     };
     let kept = scored.iter().filter(|s| **s >= threshold).count();
     status.line(&format!(
-        "report: {} rows, {} scored, {kept} kept at {} >= {threshold:.4}",
+        "report: {} rows, {} scored, {kept} kept at {score} >= {threshold:.4}",
         scores.len(),
         scored.len(),
-        args.score
     ));
 
-    let mut facts = vec![
+    let mut facts = notes.to_vec();
+    facts.extend([
         ("rows".to_string(), scores.len().to_string()),
-        ("score".to_string(), args.score.clone()),
+        ("score".to_string(), score.to_string()),
         ("threshold".to_string(), format!("{threshold:.6}")),
         (
             "kept".to_string(),
@@ -145,10 +187,7 @@ pub async fn run(
                 scored.len() - kept
             ),
         ),
-    ];
-    if let Some(q) = &args.query {
-        facts.push(("query".to_string(), q.clone()));
-    }
+    ]);
 
     let mut sections = Vec::new();
     if let Some(h) = Histogram::of(&scored, BINS) {
@@ -163,7 +202,7 @@ pub async fn run(
         ("short_neg", "Most frequent negative tags", "#8e2424"),
     ] {
         if present.contains(&column) {
-            let tags = top_items(&ctx, column).await?;
+            let tags = top_items(ctx, column).await?;
             if !tags.is_empty() {
                 sections.push(format!(
                     "<section><h2>{title}</h2>{}</section>",
@@ -173,7 +212,7 @@ pub async fn run(
         }
     }
     if present.contains(&"refine_error") {
-        let errors = error_counts(&ctx).await?;
+        let errors = error_counts(ctx).await?;
         if !errors.is_empty() {
             sections.push(format!(
                 "<section><h2>Refinement errors</h2>{}</section>",
@@ -181,43 +220,42 @@ pub async fn run(
             ));
         }
     }
-    let score = format!("CAST({} AS DOUBLE)", quote(&args.score));
+    let score_sql = format!("CAST({} AS DOUBLE)", quote(score));
     let t = format!("CAST({threshold:?} AS DOUBLE)");
-    let n = args.grid;
     let grids = [
         (
             "Kept, just above the threshold",
             "The lowest-scoring rows the filter keeps.",
-            format!("{score} >= {t} ORDER BY {score} ASC"),
+            format!("{score_sql} >= {t} ORDER BY {score_sql} ASC"),
             true,
         ),
         (
             "Dropped, just below the threshold",
             "The best rows the filter drops: why was this dropped?",
-            format!("{score} < {t} ORDER BY {score} DESC"),
+            format!("{score_sql} < {t} ORDER BY {score_sql} DESC"),
             false,
         ),
         (
             "Kept, the best",
             "The highest-scoring rows.",
-            format!("{score} >= {t} ORDER BY {score} DESC"),
+            format!("{score_sql} >= {t} ORDER BY {score_sql} DESC"),
             true,
         ),
         (
             "Dropped, the worst",
             "The lowest-scoring rows.",
-            format!("{score} < {t} ORDER BY {score} ASC"),
+            format!("{score_sql} < {t} ORDER BY {score_sql} ASC"),
             false,
         ),
         (
             "Dropped, no score",
             "Rows whose score is NULL (no text, or the model could not score them).",
-            format!("{score} IS NULL"),
+            format!("{score_sql} IS NULL"),
             false,
         ),
     ];
     for (title, note, filter, kept) in grids {
-        let cards = cards(&ctx, &present, &args.score, &filter, n).await?;
+        let cards = cards(ctx, &present, score, &filter, grid).await?;
         if title.ends_with("no score") && cards.is_empty() {
             continue;
         }
@@ -225,10 +263,9 @@ pub async fn run(
     }
 
     let html = page_html("hqflow report", &facts, &sections);
-    crate::shards::write_atomic(&args.out, html.as_bytes())?;
-    crate::cli::report_row_errors(&ctx, status);
-    status.line(&format!("report: wrote {}", args.out.display()));
-    Ok(Outcome::Success)
+    crate::shards::write_atomic(out, html.as_bytes())?;
+    status.line(&format!("report: wrote {}", out.display()));
+    Ok(())
 }
 
 /// The optional columns the rows have; a plan error naming what is missing or mistyped.

@@ -431,12 +431,17 @@ fn demo_walks_through_the_pool() {
         "queries/dfn_filter.sql",
         "queries/dfn_vs_truth.sql",
         "COPY:",
+        "hqflow report -t scored=",
     ] {
         assert!(
             out.contains(section),
             "demo output lacks {section:?}:\n{out}"
         );
     }
+    // The report shows the rows on both sides of the cut the demo made.
+    let report = std::fs::read_to_string(dir.path().join("demo/report.html")).expect("report");
+    assert!(report.contains("Dropped, just below the threshold"));
+    assert!(report.matches("<figure class=\"card kept\">").count() >= 12);
     // The kept table is the top 30% by the built-in DFN of what the prefilter let through; it
     // reads back, and it is mostly correct pairs where the pool is 40% correct.
     let kept = hqflow_in(
