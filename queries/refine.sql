@@ -24,7 +24,7 @@ SELECT uid,
        r['long_neg']  AS long_neg,
        r['short_pos'] AS short_pos,
        r['short_neg'] AS short_neg,
-       'refiner'      AS refine_model,
+       model_id('refiner') AS refine_model,
        CASE WHEN img IS NULL THEN 'no image'
             WHEN txt IS NULL THEN 'no alt-text'
             WHEN r IS NULL THEN 'lvlm_refine failed (reasons counted at the end of the run)'

@@ -487,7 +487,7 @@ fn the_refine_query_writes_the_refined_contract_and_the_stats_run_over_it() {
             "SELECT count(*) FROM refined WHERE starts_with(long_pos, 'pos: ') \
              AND starts_with(txt, substr(long_pos, 6)) \
              AND short_neg[1] = 'not ' || substr(long_pos, 6) AND refine_error IS NULL \
-             AND refine_model = 'refiner'"
+             AND refine_model LIKE 'http://127.0.0.1:%/v1 (model %)'"
         ),
         format!("{kept}")
     );

@@ -7,11 +7,13 @@ mod clip_embed;
 mod columns;
 mod dfn_score;
 mod lvlm_refine;
+mod model_id;
 
 pub use byte_length::ByteLength;
 pub use clip_embed::{ClipEmbed, Tower};
 pub use dfn_score::DfnScore;
 pub use lvlm_refine::{LvlmRefine, refinement_fields};
+pub use model_id::ModelId;
 
 use datafusion::logical_expr::ScalarUDF;
 
@@ -25,5 +27,6 @@ pub fn all(options: &HqflowOptions) -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(ClipEmbed::new(Tower::Text, options.clone())),
         ScalarUDF::new_from_impl(DfnScore::new(options.clone())),
         ScalarUDF::new_from_impl(LvlmRefine::new(options.clone())),
+        ScalarUDF::new_from_impl(ModelId::new(options.clone())),
     ]
 }

@@ -46,7 +46,7 @@ const FILES: [(&str, &[u8]); 5] = [
 const COMPLETE: &str = ".complete";
 
 /// A short content hash of the files, naming the directory of this version.
-fn version() -> String {
+pub fn version() -> String {
     let mut hasher = blake3::Hasher::new();
     for (name, bytes) in FILES {
         hasher.update(name.as_bytes());
