@@ -153,47 +153,47 @@ pub async fn write_report(
     ctx.deregister_table(ROWS)?;
     ctx.register_table(ROWS, rows.into_view())?;
 
-    let scores = scores(ctx, score).await?;
-    let scored: Vec<f64> = scores.iter().flatten().copied().collect();
-    let nulls = scores.len() - scored.len();
+    // Aggregates in SQL, so the page costs the same memory for a thousand rows or a billion.
+    let summary = summarize_scores(ctx, score).await?;
     let threshold = match cut {
         Cut::Threshold(t) => t,
-        Cut::KeepTop(share) => top_share_threshold(&scored, share)
+        Cut::KeepTop(share) => top_share_threshold(ctx, share)
+            .await?
             .ok_or_else(|| plan(format!("no row has a {score} score to keep the top of")))?,
     };
-    let kept = scored.iter().filter(|s| **s >= threshold).count();
+    let kept = count_at_least(ctx, threshold).await?;
+    let (rows, scored) = (summary.rows, summary.scored);
+    let nulls = rows - scored;
     status.line(&format!(
-        "report: {} rows, {} scored, {kept} kept at {score} >= {threshold:.4}",
-        scores.len(),
-        scored.len(),
+        "report: {rows} rows, {scored} scored, {kept} kept at {score} >= {threshold:.4}"
     ));
 
     let mut facts = notes.to_vec();
     facts.extend([
-        ("rows".to_string(), scores.len().to_string()),
+        ("rows".to_string(), rows.to_string()),
         ("score".to_string(), score.to_string()),
         ("threshold".to_string(), format!("{threshold:.6}")),
         (
             "kept".to_string(),
             format!(
                 "{kept} ({:.1}% of the scored rows)",
-                100.0 * kept as f64 / scored.len().max(1) as f64
+                100.0 * kept as f64 / scored.max(1) as f64
             ),
         ),
         (
             "dropped".to_string(),
             format!(
                 "{} below the threshold, {nulls} without a score (NULL)",
-                scored.len() - kept
+                scored - kept
             ),
         ),
     ]);
 
     let mut sections = Vec::new();
-    if let Some(h) = Histogram::of(&scored, BINS) {
+    if let Some(h) = histogram(ctx, &summary).await? {
         sections.push(format!(
             "<section><h2>Scores</h2><p class=\"note\">{} rows with a score; kept bins in green.</p>{}</section>",
-            scored.len(),
+            scored,
             histogram_svg(&h, threshold, "score histogram")
         ));
     }
@@ -313,26 +313,121 @@ async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
     ctx.sql(sql).await?.collect().await
 }
 
-/// Every row's score, in no particular order.
-async fn scores(ctx: &SessionContext, column: &str) -> Result<Vec<Option<f64>>> {
-    let sql = format!("SELECT CAST({} AS DOUBLE) FROM {ROWS}", quote(column));
-    let mut out = Vec::new();
-    for batch in collect(ctx, &sql).await? {
-        let values = float64(batch.column(0))?;
-        out.extend(values.iter().map(|v| v.filter(|v| v.is_finite())));
-    }
-    Ok(out)
+/// The score column as SQL: a double, NaN as NULL.
+const SCORE: &str = "hqflow_score";
+
+/// Row and score counts and the scores' range.
+#[derive(Debug, Clone, Copy)]
+struct ScoreSummary {
+    rows: u64,
+    scored: u64,
+    lo: Option<f64>,
+    hi: Option<f64>,
 }
 
-/// The score at which the best `share` of `scores` is kept (ties keep every tied row).
-fn top_share_threshold(scores: &[f64], share: f64) -> Option<f64> {
-    if scores.is_empty() {
-        return None;
+fn scores_sql() -> String {
+    format!("(SELECT nanvl({SCORE}, NULL) AS s FROM {ROWS}_scored)")
+}
+
+async fn one_row(ctx: &SessionContext, sql: &str) -> Result<Vec<Option<f64>>> {
+    let batches = collect(ctx, sql).await?;
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(Vec::new());
+    };
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            let c = float64(c)?;
+            Ok(c.is_valid(0).then(|| c.value(0)))
+        })
+        .collect()
+}
+
+async fn summarize_scores(ctx: &SessionContext, score: &str) -> Result<ScoreSummary> {
+    ctx.sql(&format!(
+        "CREATE OR REPLACE VIEW {ROWS}_scored AS SELECT CAST({} AS DOUBLE) AS {SCORE} FROM {ROWS}",
+        quote(score)
+    ))
+    .await?;
+    let v = one_row(
+        ctx,
+        &format!(
+            "SELECT count(*), count(s), min(s), max(s) FROM {}",
+            scores_sql()
+        ),
+    )
+    .await?;
+    let at = |i: usize| v.get(i).copied().flatten();
+    Ok(ScoreSummary {
+        rows: at(0).unwrap_or(0.0) as u64,
+        scored: at(1).unwrap_or(0.0) as u64,
+        lo: at(2),
+        hi: at(3),
+    })
+}
+
+/// The score at which the best `share` of the scores is kept (DataFusion's t-digest
+/// percentile, as the filter queries in `queries/` compute it).
+async fn top_share_threshold(ctx: &SessionContext, share: f64) -> Result<Option<f64>> {
+    let v = one_row(
+        ctx,
+        &format!(
+            "SELECT approx_percentile_cont(s, {:?}) FROM {} WHERE s IS NOT NULL",
+            1.0 - share,
+            scores_sql()
+        ),
+    )
+    .await?;
+    Ok(v.first().copied().flatten())
+}
+
+async fn count_at_least(ctx: &SessionContext, threshold: f64) -> Result<u64> {
+    let v = one_row(
+        ctx,
+        &format!(
+            "SELECT count(*) FROM {} WHERE s >= CAST({threshold:?} AS DOUBLE)",
+            scores_sql()
+        ),
+    )
+    .await?;
+    Ok(v.first().copied().flatten().unwrap_or(0.0) as u64)
+}
+
+/// The scores in [`BINS`] equal-width bins over their range.
+async fn histogram(ctx: &SessionContext, summary: &ScoreSummary) -> Result<Option<Histogram>> {
+    let (Some(lo), Some(hi)) = (summary.lo, summary.hi) else {
+        return Ok(None);
+    };
+    let width = (hi - lo) / BINS as f64;
+    let bin = if width > 0.0 {
+        format!(
+            "least(CAST(floor((s - CAST({lo:?} AS DOUBLE)) / CAST({width:?} AS DOUBLE)) AS BIGINT), {})",
+            BINS - 1
+        )
+    } else {
+        "CAST(0 AS BIGINT)".to_string()
+    };
+    let sql = format!(
+        "SELECT {bin} AS bin, count(*) AS n FROM {} WHERE s IS NOT NULL GROUP BY 1",
+        scores_sql()
+    );
+    let mut counts = vec![0u64; BINS];
+    for batch in collect(ctx, &sql).await? {
+        let bins = arrow::compute::cast(batch.column(0), &DataType::Int64)?;
+        let n = arrow::compute::cast(batch.column(1), &DataType::Int64)?;
+        let (Some(bins), Some(n)) = (
+            bins.as_primitive_opt::<Int64Type>(),
+            n.as_primitive_opt::<Int64Type>(),
+        ) else {
+            return Err(DataFusionError::Internal("report: histogram types".into()));
+        };
+        for i in 0..batch.num_rows() {
+            let b = bins.value(i).clamp(0, BINS as i64 - 1) as usize;
+            counts[b] += n.value(i).max(0) as u64;
+        }
     }
-    let mut sorted = scores.to_vec();
-    sorted.sort_by(|a, b| b.total_cmp(a));
-    let keep = ((scores.len() as f64 * share).ceil() as usize).clamp(1, scores.len());
-    Some(sorted[keep - 1])
+    Ok(Some(Histogram { lo, hi, counts }))
 }
 
 /// The most frequent items of a list column, with their counts.
@@ -453,18 +548,4 @@ async fn cards(
         }
     }
     Ok(cards)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_top_share_threshold_keeps_that_share() {
-        let scores: Vec<f64> = (0..10).map(f64::from).collect();
-        assert_eq!(top_share_threshold(&scores, 0.3), Some(7.0));
-        assert_eq!(top_share_threshold(&scores, 1.0), Some(0.0));
-        assert_eq!(top_share_threshold(&scores, 0.01), Some(9.0));
-        assert_eq!(top_share_threshold(&[], 0.3), None);
-    }
 }

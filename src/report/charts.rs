@@ -9,7 +9,7 @@ pub const KEPT: &str = "#2e7d32";
 pub const DROPPED: &str = "#9e9e9e";
 const THRESHOLD: &str = "#c62828";
 
-/// Counts of scores in equal-width bins over `[lo, hi]`.
+/// Counts of scores in equal-width bins over `[lo, hi]` (counted in SQL).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Histogram {
     /// The lower edge of the first bin.
@@ -21,27 +21,6 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    /// `bins` bins spanning the scores (NaN ignored); None when there are no scores.
-    pub fn of(scores: &[f64], bins: usize) -> Option<Histogram> {
-        let finite = scores.iter().copied().filter(|s| s.is_finite());
-        let (lo, hi) = finite.fold(None, |acc: Option<(f64, f64)>, s| match acc {
-            None => Some((s, s)),
-            Some((lo, hi)) => Some((lo.min(s), hi.max(s))),
-        })?;
-        let bins = bins.max(1);
-        let width = (hi - lo) / bins as f64;
-        let mut counts = vec![0u64; bins];
-        for s in scores.iter().copied().filter(|s| s.is_finite()) {
-            let i = if width > 0.0 {
-                (((s - lo) / width) as usize).min(bins - 1)
-            } else {
-                0
-            };
-            counts[i] += 1;
-        }
-        Some(Histogram { lo, hi, counts })
-    }
-
     fn edge(&self, i: usize) -> f64 {
         self.lo + (self.hi - self.lo) * i as f64 / self.counts.len() as f64
     }
@@ -144,17 +123,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_bins_cover_the_range() {
-        let h = Histogram::of(&[0.0, 0.1, 0.5, 0.99, 1.0, f64::NAN], 4).expect("scores");
-        assert_eq!((h.lo, h.hi), (0.0, 1.0));
-        assert_eq!(h.counts, vec![2, 0, 1, 2]);
-        assert_eq!(Histogram::of(&[0.3, 0.3], 10).expect("scores").counts[0], 2);
-        assert!(Histogram::of(&[], 10).is_none());
-    }
-
-    #[test]
     fn charts_color_kept_bins_and_escape_labels() {
-        let h = Histogram::of(&[0.0, 1.0], 2).expect("scores");
+        let h = Histogram {
+            lo: 0.0,
+            hi: 1.0,
+            counts: vec![1, 1],
+        };
         let svg = histogram_svg(&h, 0.6, "scores");
         assert_eq!(svg.matches(KEPT).count(), 1, "{svg}");
         assert_eq!(svg.matches(DROPPED).count(), 1, "{svg}");
