@@ -104,9 +104,10 @@ impl Dense {
     }
 }
 
-fn activate(act: Activation, xs: &Tensor) -> candle_core::Result<Tensor> {
+fn activate(act: Activation, xs: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
     match act {
         Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
+        Activation::Gelu if mode == Mode::Training => fused::gelu_erf(xs),
         Activation::Gelu => xs.gelu_erf(),
         Activation::GeluTanh => xs.gelu(),
     }
@@ -269,7 +270,7 @@ impl EncoderLayer {
     /// The second residual block: `xs + MLP(LN2(xs))`.
     fn mlp_block(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let h = self.fc1.forward(&self.layer_norm2.forward(xs)?)?;
-        let h = self.fc2.forward(&activate(self.act, &h)?)?;
+        let h = self.fc2.forward(&activate(self.act, &h, self.fc1.mode)?)?;
         xs + h
     }
 }

@@ -1,5 +1,5 @@
-//! Layer norm, last-dimension softmax and bias add for training, as single CPU kernels that
-//! carry their own backward pass.
+//! Layer norm, last-dimension softmax, bias add and erf GELU for training, as single CPU
+//! kernels that carry their own backward pass.
 //!
 //! candle's fused versions have no backward (gradients through them are lost), and the
 //! composed versions (`layer_norm_slow`, `softmax`) run eight to ten element-wise passes
@@ -8,6 +8,7 @@
 //! ops run, so results agree everywhere (see the tests: values and gradients match the
 //! composed ops to 1e-5).
 
+use candle_core::cpu::erf::erf_f32;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -95,6 +96,44 @@ pub fn bias_add(xs: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
     } else {
         xs.broadcast_add(bias)
     }
+}
+
+/// GELU with the exact (erf) form, `x·Φ(x)`; gradients flow. candle's own runs forward on
+/// one thread and backward as ten element-wise passes, each a new tensor.
+pub fn gelu_erf(xs: &Tensor) -> candle_core::Result<Tensor> {
+    if fast_path(xs) {
+        xs.contiguous()?.apply_op1(GeluErf)
+    } else {
+        xs.gelu_erf()
+    }
+}
+
+/// Elements handed to one task by the element-wise kernels.
+const ELEMENTS_PER_TASK: usize = 4096;
+
+/// `f` of each element of `xs`, in parallel.
+fn map_elements(xs: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; xs.len()];
+    out.par_chunks_mut(ELEMENTS_PER_TASK)
+        .zip(xs.par_chunks(ELEMENTS_PER_TASK))
+        .for_each(|(y, x)| y.iter_mut().zip(x).for_each(|(y, x)| *y = f(*x)));
+    out
+}
+
+/// `f` of each pair of elements of `xs` and `ys`, in parallel.
+fn map_elements2(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; xs.len()];
+    out.par_chunks_mut(ELEMENTS_PER_TASK)
+        .zip(
+            xs.par_chunks(ELEMENTS_PER_TASK)
+                .zip(ys.par_chunks(ELEMENTS_PER_TASK)),
+        )
+        .for_each(|(o, (x, y))| {
+            o.iter_mut()
+                .zip(x.iter().zip(y))
+                .for_each(|(o, (x, y))| *o = f(*x, *y))
+        });
+    out
 }
 
 /// Σ over rows of `f(row of xs, row of ys)`, d values: rows split among tasks, each task
@@ -385,6 +424,67 @@ impl CustomOp2 for SoftmaxGrad {
     }
 }
 
+struct GeluErf;
+
+impl CustomOp1 for GeluErf {
+    fn name(&self) -> &'static str {
+        "hqflow-gelu-erf"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = slice(storage, layout, self.name())?;
+        // As candle computes it, so training and inference agree bit for bit.
+        let out = map_elements(xs, |x| {
+            (erf_f32(x * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * x
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(
+            xs.contiguous()?
+                .apply_op2(&grad.contiguous()?, GeluErfGrad)?,
+        ))
+    }
+}
+
+/// d loss / d x of `x·Φ(x)`: g · (Φ(x) + x·φ(x)).
+struct GeluErfGrad;
+
+impl CustomOp2 for GeluErfGrad {
+    fn name(&self) -> &'static str {
+        "hqflow-gelu-erf-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = slice(s1, l1, self.name())?;
+        let grad = slice(s2, l2, self.name())?;
+        // 1/√(2π)
+        const INV_SQRT_2PI: f32 = 0.398_942_3;
+        let out = map_elements2(xs, grad, |x, g| {
+            let cdf = 0.5 * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
+            let pdf = INV_SQRT_2PI * (-0.5 * x * x).exp();
+            g * (cdf + x * pdf)
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::{Device, Var};
@@ -490,6 +590,27 @@ mod tests {
         };
         let (fused, composed) = (run(true), run(false));
         assert!(max_diff(&fused.0, &composed.0) < 1e-6);
+        assert!(max_diff(&fused.1, &composed.1) < 1e-5);
+    }
+
+    #[test]
+    fn gelu_matches_candles_forward_and_backward() {
+        // More elements than one task takes, so the split across tasks is covered.
+        let x = Var::from_tensor(&random(&[3, 5000], 7)).expect("var");
+        let upstream = random(&[3, 5000], 8);
+        let run = |fused: bool| {
+            let y = if fused {
+                gelu_erf(x.as_tensor())
+            } else {
+                x.as_tensor().gelu_erf()
+            }
+            .expect("gelu");
+            let loss = (&y * &upstream).expect("mul").sum_all().expect("sum");
+            let grads = loss.backward().expect("backward");
+            (y, grads.get(x.as_tensor()).expect("a gradient").clone())
+        };
+        let (fused, composed) = (run(true), run(false));
+        assert_eq!(max_diff(&fused.0, &composed.0), 0.0, "forward differs");
         assert!(max_diff(&fused.1, &composed.1) < 1e-5);
     }
 }
