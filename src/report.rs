@@ -306,7 +306,17 @@ fn check_columns(schema: &arrow::datatypes::Schema, score: &str) -> Result<Vec<&
     {
         return Err(plan(format!("score column '{score}' is {t}, not a number")));
     }
-    Ok(OPTIONAL.into_iter().filter(|c| names.contains(c)).collect())
+    // Tags are shown only when they are lists (a text column of that name is left out).
+    let is_list = |name: &str| {
+        matches!(
+            data_type(name),
+            Some(DataType::List(_) | DataType::LargeList(_) | DataType::ListView(_))
+        )
+    };
+    Ok(OPTIONAL
+        .into_iter()
+        .filter(|c| names.contains(c) && (!c.starts_with("short_") || is_list(c)))
+        .collect())
 }
 
 async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {

@@ -140,6 +140,26 @@ fn bad_report_arguments_are_plan_errors() {
     )
     .fails_with(1, &["column 'img'", "not binary"]);
     assert!(!d.join("r.html").exists(), "a failed report wrote its file");
+    // Tags that are text rather than lists are left out, not an error.
+    hqflow_in(
+        d,
+        &[
+            "report",
+            "-t",
+            "pool=pool",
+            "--query",
+            "SELECT img, txt, width, array_to_string(short_pos, ', ') AS short_pos FROM pool",
+            "--score",
+            "width",
+            "--grid",
+            "2",
+            "--out",
+            "text_tags.html",
+        ],
+    )
+    .ok();
+    let html = fs::read_to_string(d.join("text_tags.html")).expect("the report");
+    assert!(!html.contains("Most frequent positive tags"));
 }
 
 /// Chromium, when installed (tests/run.sh installs Debian's); None with a line saying the
