@@ -153,15 +153,25 @@ pub async fn write_report(
     ctx.deregister_table(ROWS)?;
     ctx.register_table(ROWS, rows.into_view())?;
 
-    // Aggregates in SQL, so the page costs the same memory for a thousand rows or a billion.
-    let summary = summarize_scores(ctx, score).await?;
+    // Aggregates in SQL, so the page costs the same memory for a thousand rows or a billion;
+    // two passes over the rows: counts, range and cut, then the histogram and kept count.
+    ctx.sql(&format!(
+        "CREATE OR REPLACE VIEW {SCORES} AS SELECT nanvl(CAST({} AS DOUBLE), NULL) AS s FROM {ROWS}",
+        quote(score)
+    ))
+    .await?;
+    let keep_top = match cut {
+        Cut::Threshold(_) => None,
+        Cut::KeepTop(share) => Some(share),
+    };
+    let summary = summarize_scores(ctx, keep_top).await?;
     let threshold = match cut {
         Cut::Threshold(t) => t,
-        Cut::KeepTop(share) => top_share_threshold(ctx, share)
-            .await?
+        Cut::KeepTop(_) => summary
+            .top_share_cut
             .ok_or_else(|| plan(format!("no row has a {score} score to keep the top of")))?,
     };
-    let kept = count_at_least(ctx, threshold).await?;
+    let (histogram, kept) = histogram(ctx, &summary, threshold).await?;
     let (rows, scored) = (summary.rows, summary.scored);
     let nulls = rows - scored;
     status.line(&format!(
@@ -190,7 +200,7 @@ pub async fn write_report(
     ]);
 
     let mut sections = Vec::new();
-    if let Some(h) = histogram(ctx, &summary).await? {
+    if let Some(h) = histogram {
         sections.push(format!(
             "<section><h2>Scores</h2><p class=\"note\">{} rows with a score; kept bins in green.</p>{}</section>",
             scored,
@@ -323,20 +333,19 @@ async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
     ctx.sql(sql).await?.collect().await
 }
 
-/// The score column as SQL: a double, NaN as NULL.
-const SCORE: &str = "hqflow_score";
+/// The view of the rows' scores as one double column `s`, NaN as NULL.
+const SCORES: &str = "hqflow_report_scores";
 
-/// Row and score counts and the scores' range.
+/// Row and score counts, the scores' range and, when asked, the keep-top cut.
 #[derive(Debug, Clone, Copy)]
 struct ScoreSummary {
     rows: u64,
     scored: u64,
     lo: Option<f64>,
     hi: Option<f64>,
-}
-
-fn scores_sql() -> String {
-    format!("(SELECT nanvl({SCORE}, NULL) AS s FROM {ROWS}_scored)")
+    /// The score at which the best share is kept (DataFusion's t-digest percentile, as the
+    /// filter queries in `queries/` compute it).
+    top_share_cut: Option<f64>,
 }
 
 async fn one_row(ctx: &SessionContext, sql: &str) -> Result<Vec<Option<f64>>> {
@@ -354,18 +363,14 @@ async fn one_row(ctx: &SessionContext, sql: &str) -> Result<Vec<Option<f64>>> {
         .collect()
 }
 
-async fn summarize_scores(ctx: &SessionContext, score: &str) -> Result<ScoreSummary> {
-    ctx.sql(&format!(
-        "CREATE OR REPLACE VIEW {ROWS}_scored AS SELECT CAST({} AS DOUBLE) AS {SCORE} FROM {ROWS}",
-        quote(score)
-    ))
-    .await?;
+async fn summarize_scores(ctx: &SessionContext, keep_top: Option<f64>) -> Result<ScoreSummary> {
+    let cut = keep_top.map_or_else(
+        || "CAST(NULL AS DOUBLE)".to_string(),
+        |share| format!("approx_percentile_cont(s, {:?})", 1.0 - share),
+    );
     let v = one_row(
         ctx,
-        &format!(
-            "SELECT count(*), count(s), min(s), max(s) FROM {}",
-            scores_sql()
-        ),
+        &format!("SELECT count(*), count(s), min(s), max(s), {cut} FROM {SCORES}"),
     )
     .await?;
     let at = |i: usize| v.get(i).copied().flatten();
@@ -374,40 +379,19 @@ async fn summarize_scores(ctx: &SessionContext, score: &str) -> Result<ScoreSumm
         scored: at(1).unwrap_or(0.0) as u64,
         lo: at(2),
         hi: at(3),
+        top_share_cut: at(4),
     })
 }
 
-/// The score at which the best `share` of the scores is kept (DataFusion's t-digest
-/// percentile, as the filter queries in `queries/` compute it).
-async fn top_share_threshold(ctx: &SessionContext, share: f64) -> Result<Option<f64>> {
-    let v = one_row(
-        ctx,
-        &format!(
-            "SELECT approx_percentile_cont(s, {:?}) FROM {} WHERE s IS NOT NULL",
-            1.0 - share,
-            scores_sql()
-        ),
-    )
-    .await?;
-    Ok(v.first().copied().flatten())
-}
-
-async fn count_at_least(ctx: &SessionContext, threshold: f64) -> Result<u64> {
-    let v = one_row(
-        ctx,
-        &format!(
-            "SELECT count(*) FROM {} WHERE s >= CAST({threshold:?} AS DOUBLE)",
-            scores_sql()
-        ),
-    )
-    .await?;
-    Ok(v.first().copied().flatten().unwrap_or(0.0) as u64)
-}
-
-/// The scores in [`BINS`] equal-width bins over their range.
-async fn histogram(ctx: &SessionContext, summary: &ScoreSummary) -> Result<Option<Histogram>> {
+/// The scores in [`BINS`] equal-width bins over their range, and how many are at least
+/// `threshold`.
+async fn histogram(
+    ctx: &SessionContext,
+    summary: &ScoreSummary,
+    threshold: f64,
+) -> Result<(Option<Histogram>, u64)> {
     let (Some(lo), Some(hi)) = (summary.lo, summary.hi) else {
-        return Ok(None);
+        return Ok((None, 0));
     };
     let width = (hi - lo) / BINS as f64;
     let bin = if width > 0.0 {
@@ -419,25 +403,29 @@ async fn histogram(ctx: &SessionContext, summary: &ScoreSummary) -> Result<Optio
         "CAST(0 AS BIGINT)".to_string()
     };
     let sql = format!(
-        "SELECT {bin} AS bin, count(*) AS n FROM {} WHERE s IS NOT NULL GROUP BY 1",
-        scores_sql()
+        "SELECT {bin} AS bin, count(*) AS n, \
+         sum(CASE WHEN s >= CAST({threshold:?} AS DOUBLE) THEN 1 ELSE 0 END) AS kept \
+         FROM {SCORES} WHERE s IS NOT NULL GROUP BY 1"
     );
     let mut counts = vec![0u64; BINS];
+    let mut kept = 0u64;
     for batch in collect(ctx, &sql).await? {
-        let bins = arrow::compute::cast(batch.column(0), &DataType::Int64)?;
-        let n = arrow::compute::cast(batch.column(1), &DataType::Int64)?;
-        let (Some(bins), Some(n)) = (
+        let column = |i: usize| arrow::compute::cast(batch.column(i), &DataType::Int64);
+        let (bins, n, at_least) = (column(0)?, column(1)?, column(2)?);
+        let (Some(bins), Some(n), Some(at_least)) = (
             bins.as_primitive_opt::<Int64Type>(),
             n.as_primitive_opt::<Int64Type>(),
+            at_least.as_primitive_opt::<Int64Type>(),
         ) else {
             return Err(DataFusionError::Internal("report: histogram types".into()));
         };
         for i in 0..batch.num_rows() {
             let b = bins.value(i).clamp(0, BINS as i64 - 1) as usize;
             counts[b] += n.value(i).max(0) as u64;
+            kept += at_least.value(i).max(0) as u64;
         }
     }
-    Ok(Some(Histogram { lo, hi, counts }))
+    Ok((Some(Histogram { lo, hi, counts }), kept))
 }
 
 /// The most frequent items of a list column, with their counts.

@@ -45,15 +45,19 @@ const FILES: [(&str, &[u8]); 5] = [
 /// Written last: a directory with it holds every file whole.
 const COMPLETE: &str = ".complete";
 
-/// A short content hash of the files, naming the directory of this version.
-pub fn version() -> String {
-    let mut hasher = blake3::Hasher::new();
-    for (name, bytes) in FILES {
-        hasher.update(name.as_bytes());
-        hasher.update(&(bytes.len() as u64).to_le_bytes());
-        hasher.update(bytes);
-    }
-    hasher.finalize().to_hex()[..16].to_string()
+/// A short content hash of the files, naming the directory of this version; hashed (5 MB)
+/// once per process.
+pub fn version() -> &'static str {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION.get_or_init(|| {
+        let mut hasher = blake3::Hasher::new();
+        for (name, bytes) in FILES {
+            hasher.update(name.as_bytes());
+            hasher.update(&(bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        }
+        hasher.finalize().to_hex()[..16].to_string()
+    })
 }
 
 /// Writes the files (of `version`) into a fresh directory next to `target` and renames it
@@ -101,7 +105,7 @@ pub fn directory() -> ModelResult<PathBuf> {
             .unwrap_or_else(|| std::env::temp_dir().join("hqflow"))
             .join("models")
             .join(format!("world-dfn-{version}"));
-        materialize(&target, &version)
+        materialize(&target, version)
             .map(|()| target.clone())
             .map_err(|e| {
                 format!(

@@ -111,29 +111,20 @@ pub fn gelu_erf(xs: &Tensor) -> candle_core::Result<Tensor> {
 /// Elements handed to one task by the element-wise kernels.
 const ELEMENTS_PER_TASK: usize = 4096;
 
-/// `f` of each element of `xs`, in parallel.
+/// `f` of each element of `xs`, in parallel ([`map_rows`] over blocks of elements).
 fn map_elements(xs: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0f32; xs.len()];
-    out.par_chunks_mut(ELEMENTS_PER_TASK)
-        .zip(xs.par_chunks(ELEMENTS_PER_TASK))
-        .for_each(|(y, x)| y.iter_mut().zip(x).for_each(|(y, x)| *y = f(*x)));
-    out
+    map_rows(xs, ELEMENTS_PER_TASK, |y, x| {
+        y.iter_mut().zip(x).for_each(|(y, x)| *y = f(*x))
+    })
 }
 
 /// `f` of each pair of elements of `xs` and `ys`, in parallel.
 fn map_elements2(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0f32; xs.len()];
-    out.par_chunks_mut(ELEMENTS_PER_TASK)
-        .zip(
-            xs.par_chunks(ELEMENTS_PER_TASK)
-                .zip(ys.par_chunks(ELEMENTS_PER_TASK)),
-        )
-        .for_each(|(o, (x, y))| {
-            o.iter_mut()
-                .zip(x.iter().zip(y))
-                .for_each(|(o, (x, y))| *o = f(*x, *y))
-        });
-    out
+    map_rows2(xs, ys, ELEMENTS_PER_TASK, |o, x, y| {
+        o.iter_mut()
+            .zip(x.iter().zip(y))
+            .for_each(|(o, (x, y))| *o = f(*x, *y))
+    })
 }
 
 /// Σ over rows of `f(row of xs, row of ys)`, d values: rows split among tasks, each task
