@@ -44,8 +44,15 @@ pub struct SessionOptions {
 /// A fresh session with hqflow's settings namespace, on-demand S3 stores and
 /// `information_schema` (for `SHOW TABLES`, `SHOW ALL`, `DESCRIBE`).
 pub fn new_context() -> Result<SessionContext> {
-    let config =
+    let mut config =
         hqflow_udfs::with_hqflow_options(SessionConfig::new().with_information_schema(true));
+    // DataFusion 55 pushes struct field reads (`r['long_pos']`) down through the projection
+    // that defines `r`, substituting its expression: `lvlm_refine(img, txt)` would run once
+    // per field read (five times in queries/refine.sql). Model calls must run once per row.
+    config
+        .options_mut()
+        .optimizer
+        .enable_leaf_expression_pushdown = false;
     let runtime = RuntimeEnvBuilder::new()
         .with_object_store_registry(Arc::new(EnvObjectStoreRegistry::new()))
         .build_arc()?;
