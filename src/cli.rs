@@ -310,6 +310,9 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             schema_check(&table, &schema, status).await
         }
         Command::Demo(args) => crate::demo::run(&args, status).await,
+        Command::World(crate::world::WorldCommand::Judge(args)) => {
+            crate::world::judge::run(&args, status).await
+        }
         Command::World(command) => crate::world::run(&command, status),
         Command::Ingest(command) => crate::ingest::run(&command, status),
         Command::Bench(command) => crate::bench::run(&command, status),

@@ -18,6 +18,7 @@ pub mod fit;
 pub mod loader;
 pub mod progress;
 pub mod recipe;
+pub mod refiner;
 pub mod schedule;
 pub mod shuffle;
 pub mod source;
@@ -48,6 +49,9 @@ pub enum Command {
     Fit(fit::FitArgs),
     /// Evaluate a checkpoint on `hqflow world eval` sets; prints metrics as JSON.
     Eval(eval::EvalArgs),
+    /// Fine-tune the vision-language refiner (`lvlm_refine`'s built-in backend) on seed
+    /// annotations: `img`, `txt` and the four HQ-CLIP texts.
+    Refiner(refiner::RefinerArgs),
 }
 
 /// Parses arguments, runs, and turns the result into an exit code.
@@ -62,6 +66,7 @@ pub fn main() -> ExitCode {
         match &cli.command {
             Command::Fit(args) => fit::run(args, status).await,
             Command::Eval(args) => eval::run(args, status).await,
+            Command::Refiner(args) => refiner::run(args, status).await,
         }
     });
     match result {

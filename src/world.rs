@@ -16,6 +16,7 @@
 pub mod captions;
 pub mod claims;
 pub mod eval_sets;
+pub mod judge;
 pub mod junk;
 pub mod mix;
 pub mod pool;
@@ -30,7 +31,7 @@ pub mod writer;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use datafusion::common::Result;
+use datafusion::common::{DataFusionError, Result};
 
 use crate::cli::{Outcome, Status};
 use mix::Mix;
@@ -158,6 +159,9 @@ pub enum WorldCommand {
     Seed(TableArgs),
     /// Write evaluation sets: zero-shot classes, retrieval, compositional negatives.
     Eval(EvalArgs),
+    /// Judge a refined table's four texts against the hidden truth of its world rows
+    /// (`truth_scene`): positive-tag F1, contradicting negatives, faithful descriptions.
+    Judge(judge::JudgeArgs),
 }
 
 /// Which table a row belongs to: part of every row's random stream key.
@@ -312,6 +316,11 @@ pub fn run(command: &WorldCommand, status: Status) -> Result<Outcome> {
                 }),
             )?;
             status.line(&rate_line("world eval", rows, shards, &args.out, started));
+        }
+        WorldCommand::Judge(_) => {
+            return Err(DataFusionError::Internal(
+                "world judge runs through judge::run".into(),
+            ));
         }
     }
     Ok(Outcome::Success)

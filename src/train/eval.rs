@@ -338,41 +338,54 @@ async fn compositional(model: &ClipCheckpoint, dir: &Path, skipped: &mut usize) 
     Ok(json!({ "triples": n, "accuracy": share(wins, n), "by_change": by_change }))
 }
 
-/// Runs `eval`.
-pub async fn run(args: &EvalArgs, status: Status) -> Result<()> {
-    let dir = if args.model.as_os_str() == embedded::NAME && !args.model.exists() {
+/// The metrics of the checkpoint `model` (or the built-in model's name) on the sets under
+/// `data`, as `eval` prints them.
+pub async fn evaluate(
+    model: &Path,
+    data: &Path,
+    device: &str,
+    status: Status,
+) -> Result<serde_json::Map<String, Value>> {
+    let dir = if model.as_os_str() == embedded::NAME && !model.exists() {
         embedded::directory().map_err(model_err)?
     } else {
-        args.model.clone()
+        model.to_path_buf()
     };
-    let model =
-        ClipCheckpoint::load(&dir, &super::fit::open_device(&args.device)?).map_err(model_err)?;
+    let checkpoint =
+        ClipCheckpoint::load(&dir, &super::fit::open_device(device)?).map_err(model_err)?;
     let sets = ["zeroshot", "retrieval", "compositional", "filtering"];
-    if !sets.iter().any(|s| args.data.join(s).is_dir()) {
+    if !sets.iter().any(|s| data.join(s).is_dir()) {
         return plan_err!(
             "'{}' has none of zeroshot/, retrieval/, compositional/, filtering/ (write them with `hqflow world eval`)",
-            args.data.display()
+            data.display()
         );
     }
+    let model_ref = &checkpoint;
     let mut skipped = 0usize;
     let mut metrics = serde_json::Map::new();
-    metrics.insert("model".into(), json!(args.model.display().to_string()));
-    metrics.insert("data".into(), json!(args.data.display().to_string()));
+    metrics.insert("model".into(), json!(model.display().to_string()));
+    metrics.insert("data".into(), json!(data.display().to_string()));
     for set in sets {
-        let dir = args.data.join(set);
+        let dir = data.join(set);
         if !dir.is_dir() {
             continue;
         }
         let value = match set {
-            "zeroshot" => zeroshot(&model, &dir, &mut skipped).await?,
-            "retrieval" => retrieval(&model, &dir, &mut skipped).await?,
-            "compositional" => compositional(&model, &dir, &mut skipped).await?,
-            _ => filtering::filtering(&model, &dir, &mut skipped).await?,
+            "zeroshot" => zeroshot(model_ref, &dir, &mut skipped).await?,
+            "retrieval" => retrieval(model_ref, &dir, &mut skipped).await?,
+            "compositional" => compositional(model_ref, &dir, &mut skipped).await?,
+            _ => filtering::filtering(model_ref, &dir, &mut skipped).await?,
         };
         status.line(&format!("{set}: {value}"));
         metrics.insert(set.into(), value);
     }
     metrics.insert("skipped_images".into(), json!(skipped));
+    Ok(metrics)
+}
+
+/// Runs `eval`.
+pub async fn run(args: &EvalArgs, status: Status) -> Result<()> {
+    let metrics = evaluate(&args.model, &args.data, &args.device, status).await?;
     let text = format!("{:#}\n", Value::Object(metrics));
     if let Some(out) = &args.out {
         std::fs::write(out, &text).map_err(|e| {

@@ -101,20 +101,20 @@ pub(crate) fn open_device(name: &str) -> Result<Device> {
         .map_err(|e| DataFusionError::Plan(format!("--device: {}", e.0)))
 }
 
-fn model_err(e: ModelError) -> DataFusionError {
+pub(crate) fn model_err(e: ModelError) -> DataFusionError {
     DataFusionError::Execution(e.0)
 }
 
-fn io_err(path: &Path, what: &str, e: std::io::Error) -> DataFusionError {
+pub(crate) fn io_err(path: &Path, what: &str, e: std::io::Error) -> DataFusionError {
     DataFusionError::Execution(format!("cannot {what} '{}': {e}", path.display()))
 }
 
-fn read_text(path: &Path) -> Result<String> {
+pub(crate) fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| io_err(path, "read", e))
 }
 
 /// The file's text, or None where there is no such file.
-fn read_optional(path: &Path) -> Result<Option<String>> {
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -123,7 +123,7 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
 }
 
 /// Writes through a temporary name and a rename, so a crash never leaves half a file.
-fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -133,7 +133,7 @@ fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<
     std::fs::rename(&tmp, path).map_err(|e| io_err(path, "write", e))
 }
 
-fn write_text(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_text(path: &Path, text: &str) -> Result<()> {
     write_atomic(path, |tmp| {
         std::fs::write(tmp, text).map_err(|e| io_err(tmp, "write", e))
     })
@@ -178,7 +178,7 @@ fn save(
 }
 
 /// Drops the lines of steps after `step` (written by an interrupted run after its last save).
-fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
+pub(crate) fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(());
     };

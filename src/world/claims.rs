@@ -62,6 +62,19 @@ impl ObjectClaim {
 }
 
 impl Claims {
+    /// How many statements the claims make: each object's (see [`ObjectClaim`]), each
+    /// relation, the background's color and kind.
+    pub fn statements(&self) -> usize {
+        self.objects
+            .iter()
+            .map(ObjectClaim::statements)
+            .sum::<usize>()
+            + self.relations.len()
+            + self.background.as_ref().map_or(0, |b| {
+                usize::from(b.color.is_some()) + usize::from(b.kind.is_some())
+            })
+    }
+
     /// Every statement about the scene: each object with all four attributes, the
     /// background's color and kind, and no relations.
     pub fn full(scene: &Scene) -> Claims {

@@ -365,3 +365,100 @@ fn the_built_in_dfn_separates_correct_alt_texts_on_a_pool_it_never_saw() {
         assert!(v >= floor, "{kind}: ROC-AUC {v} < {floor}: {metrics}");
     }
 }
+
+/// `hqflow-train refiner` with a tiny decoder on the built-in DFN's vision tower.
+fn refiner_in(dir: &Path, out: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "refiner",
+        "--data",
+        "seed",
+        "--out",
+        out,
+        "--steps",
+        "6",
+        "--batch",
+        "6",
+        "--width",
+        "32",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--alt-text-length",
+        "12",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    train_in(dir, &args)
+}
+
+#[test]
+fn the_refiner_learns_resumes_exactly_and_runs_as_a_backend() {
+    let dir = setup("24");
+    let d = dir.path();
+    refiner_in(d, "a", &[]).ok();
+    refiner_in(d, "b", &["--stop-after", "3"]).ok();
+    let state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(d.join("b/train_state.json")).expect("state"))
+            .expect("json");
+    assert_eq!(state["step"], 3);
+    refiner_in(d, "b", &["--resume"]).ok();
+    let weights = |run: &str| fs::read(d.join(run).join("model.safetensors")).expect("weights");
+    assert!(weights("a") == weights("b"), "resumed weights differ");
+    assert_eq!(losses(&d.join("a")), losses(&d.join("b")));
+    refiner_in(d, "a", &[]).fails_with(1, &["holds a run already", "--resume"]);
+    // Every task trains: the task cycle's first six steps are long texts.
+    let tasks: Vec<String> = fs::read_to_string(d.join("a/metrics.jsonl"))
+        .expect("metrics")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            v["task"].as_str().expect("a task").to_string()
+        })
+        .collect();
+    assert_eq!(
+        tasks,
+        [
+            "long_pos", "long_neg", "long_pos", "long_neg", "long_pos", "long_neg"
+        ]
+    );
+    // The checkpoint is a backend of lvlm_refine: four texts per row (an untrained decoder
+    // writes nonsense, but every row gets its struct), and model_id names it.
+    let sql = "SELECT count(*) AS n, count(r) AS refined, \
+               sum(CASE WHEN r['short_pos'] IS NULL THEN 1 ELSE 0 END) AS no_tags, \
+               max(model_id('mine')) AS model \
+               FROM (SELECT lvlm_refine(img, txt, 'mine') AS r FROM seed \
+               WHERE txt IS NOT NULL LIMIT 5)";
+    let out = hqflow_in(
+        d,
+        &[
+            "sql",
+            "-t",
+            "seed=seed",
+            "-m",
+            "mine=a",
+            "--format",
+            "csv",
+            sql,
+        ],
+    );
+    assert_eq!(out.ok().lines().nth(1), Some("5,5,0,a"), "{}", out.ok());
+    // A seed table without the four texts is refused, naming what is missing.
+    hqflow_in(
+        d,
+        &[
+            "sql",
+            "-t",
+            "seed=seed",
+            "COPY (SELECT img, txt, long_pos FROM seed) TO 'partial/' STORED AS PARQUET",
+        ],
+    )
+    .ok();
+    train_in(
+        d,
+        &[
+            "refiner", "--data", "partial", "--out", "c", "--steps", "1", "-q",
+        ],
+    )
+    .fails_with(1, &["long_neg"]);
+}

@@ -7,6 +7,7 @@
 //! implementation under `tests/data/`.
 
 pub mod batcher;
+pub mod blocks;
 pub mod checkpoint;
 pub mod clip;
 pub mod clip_config;
@@ -20,6 +21,9 @@ pub mod registry;
 pub mod resize;
 pub mod throughput;
 pub mod tokenizer;
+pub mod vlm;
+pub mod vlm_checkpoint;
+pub mod vlm_config;
 
 pub use candle_core::Device;
 pub use checkpoint::ClipCheckpoint;

@@ -18,6 +18,8 @@ pub mod hf_files;
 pub mod init;
 pub mod loss;
 pub mod trainer;
+pub mod vlm_trainer;
 
 pub use loss::TagLabel;
 pub use trainer::{ClipTrainer, LossWeights, OptimConfig, StepStats, TrainBatch};
+pub use vlm_trainer::{VlmBatch, VlmStepStats, VlmTrainer};

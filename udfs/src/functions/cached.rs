@@ -21,8 +21,17 @@ pub struct RowCache {
 /// (`hqflow.cache_dir`). A cache that cannot be opened is reported once per session and
 /// the call computes without it.
 pub fn row_cache(options: &HqflowOptions, checkpoint_dir: &Path) -> Option<RowCache> {
+    checkpoint_cache(options, checkpoint_dir, CLIP_FILES)
+}
+
+/// The cache for a call on the checkpoint in `checkpoint_dir` whose outputs `files` decide.
+pub fn checkpoint_cache(
+    options: &HqflowOptions,
+    checkpoint_dir: &Path,
+    files: &[&str],
+) -> Option<RowCache> {
     open_row_cache(options, |store| {
-        let fingerprint = checkpoint_fingerprint(checkpoint_dir, CLIP_FILES, Some(store))
+        let fingerprint = checkpoint_fingerprint(checkpoint_dir, files, Some(store))
             .map_err(|e| e.to_string())?;
         Ok((fingerprint, checkpoint_dir.display().to_string()))
     })

@@ -1,6 +1,7 @@
 //! `lvlm_refine(img, txt [, backend])`: the four HQ-CLIP texts of an image, written by a
 //! vision-language model behind an OpenAI-compatible chat-completions server.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,16 +15,19 @@ use datafusion::logical_expr::{
     TypeSignature, Volatility,
 };
 
-use super::cached::{fingerprint_cache, through_cache};
+use super::cached::{checkpoint_cache, fingerprint_cache, through_cache};
 use super::clip_common::{
     BoundOptions, RowFailure, arrays, columnar, expect_binary, expect_text, model_argument,
-    model_name_at, options_of, rows_failed,
+    model_name_at, off_worker, options_of, rows_failed,
 };
 use super::columns::{binary_rows, text_rows};
 use crate::cache::{Key, key_of};
 use crate::models::openai_chat::{
     ClientSettings, Endpoint, Refinement, RowInput, RowOutcome, api_key_from_env, refine_rows,
 };
+use crate::models::vlm_checkpoint::VLM_FILES;
+use crate::models::vlm_config::VlmConfig;
+use crate::models::{embedded, registry};
 use crate::options::{HqflowOptions, ModelLocation, OnError};
 
 /// `lvlm_refine(img, txt [, backend])` → Struct{`long_pos` Utf8, `long_neg` Utf8,
@@ -31,9 +35,11 @@ use crate::options::{HqflowOptions, ModelLocation, OnError};
 /// by a vision-language model that reads the image with its alt-text as a hint.
 ///
 /// - `img`: encoded image bytes (JPEG, PNG, WebP, GIF, BMP); `txt`: the raw alt-text.
-/// - `backend`: a registered backend name (constant); default `hqflow.refine_backend`. A
-///   backend is an OpenAI-compatible server: `-m NAME=http://HOST:PORT/v1?model=MODEL_ID`.
-///   The API key, if the server needs one, comes from `HQFLOW_API_KEY` or `OPENAI_API_KEY`.
+/// - `backend`: a registered backend name (constant); default `hqflow.refine_backend`, else
+///   the built-in refiner (`hqflow-world-vlm`). A backend is an OpenAI-compatible server
+///   (`-m NAME=http://HOST:PORT/v1?model=MODEL_ID`; the API key, if the server needs one,
+///   comes from `HQFLOW_API_KEY` or `OPENAI_API_KEY`) or a refiner checkpoint directory
+///   written by `hqflow-train refiner` (`-m NAME=DIR`), run here on `hqflow.device`.
 ///
 /// NULL when `img` or `txt` is NULL (nothing is sent), and when the backend failed for the
 /// row after its retries (timeouts, connection errors, 429 and 5xx are retried; answers that
@@ -77,26 +83,55 @@ pub fn refinement_fields() -> Fields {
     ])
 }
 
-/// The backend a call uses (explicit name, else the session default), parsed.
-fn backend_for(options: &HqflowOptions, explicit: Option<&str>) -> Result<(String, Endpoint)> {
-    let Some(name) = explicit.or(options.refine_backend.as_deref()) else {
-        return plan_err!(
-            "{NAME} needs a backend: register an OpenAI-compatible server (vLLM, SGLang, \
-             Ollama, llama.cpp) with `hqflow sql -m NAME=http://HOST:PORT/v1?model=MODEL_ID` (or \
-             SET hqflow.model.NAME = '…') and pass 'NAME' as the third argument, or SET \
-             hqflow.refine_backend = 'NAME'"
-        );
-    };
+/// Where a call's texts come from.
+enum Backend {
+    /// An OpenAI-compatible server.
+    Server { name: String, endpoint: Endpoint },
+    /// A refiner checkpoint, run in this process.
+    Local { name: String, dir: PathBuf },
+}
+
+/// The backend a call uses (explicit name, else the session default, else the built-in
+/// refiner), parsed.
+fn backend_for(options: &HqflowOptions, explicit: Option<&str>) -> Result<Backend> {
+    let name = explicit
+        .or(options.refine_backend.as_deref())
+        .unwrap_or(embedded::VLM_NAME);
+    if name == embedded::VLM_NAME && !options.models.contains_key(name) {
+        let dir = embedded::VLM
+            .directory()
+            .map_err(|e| DataFusionError::Plan(format!("{NAME}: {e}")))?;
+        return Ok(Backend::Local {
+            name: name.to_string(),
+            dir,
+        });
+    }
     match options.model(name)? {
         ModelLocation::Endpoint(url) => {
             let endpoint = Endpoint::parse(url)
                 .map_err(|e| DataFusionError::Plan(format!("{NAME}: backend '{name}': {e}")))?;
-            Ok((name.to_string(), endpoint))
+            Ok(Backend::Server {
+                name: name.to_string(),
+                endpoint,
+            })
         }
-        ModelLocation::Directory(dir) => plan_err!(
-            "{NAME}: backend '{name}' is a directory ({dir}); {NAME} needs an OpenAI-compatible \
-             server registered as http(s)://HOST:PORT/v1?model=MODEL_ID"
-        ),
+        ModelLocation::Directory(dir) => {
+            // Checked before any row runs: a CLIP or a missing directory is a plan error.
+            let config = std::fs::read_to_string(Path::new(dir).join("config.json"))
+                .map_err(|e| e.to_string())
+                .and_then(|text| VlmConfig::from_json(&text));
+            if let Err(e) = config {
+                return plan_err!(
+                    "{NAME}: backend '{name}': '{dir}' is not a refiner checkpoint ({e}); \
+                     {NAME} runs refiners written by `hqflow-train refiner`, or an \
+                     OpenAI-compatible server registered as http(s)://HOST:PORT/v1?model=MODEL_ID"
+                );
+            }
+            Ok(Backend::Local {
+                name: name.to_string(),
+                dir: PathBuf::from(dir),
+            })
+        }
     }
 }
 
@@ -148,6 +183,122 @@ fn refinement_array(rows: &[Option<Refinement>]) -> Result<ArrayRef> {
     )?))
 }
 
+/// Refinements from an OpenAI-compatible server, through the output cache.
+fn on_server(
+    options: &HqflowOptions,
+    backend: &str,
+    endpoint: &Endpoint,
+    images: &[Option<&[u8]>],
+    texts: &[Option<&str>],
+    keys: &[Option<Key>],
+) -> Result<Vec<Option<Refinement>>> {
+    let prompt = &options.refine.prompt;
+    let description = format!(
+        "{} (prompt: {})",
+        endpoint.describe(),
+        prompt.path.as_deref().unwrap_or("built-in")
+    );
+    let cache = fingerprint_cache(options, &endpoint.fingerprint(&prompt.text), &description);
+    let settings = client_settings(options);
+    through_cache(
+        NAME,
+        options,
+        cache.as_ref(),
+        keys,
+        Refinement::to_json,
+        Refinement::from_json,
+        |needed| {
+            let inputs: Vec<Option<RowInput<'_>>> = (0..keys.len())
+                .map(|r| match (images[r], texts[r]) {
+                    (Some(image), Some(alt_text)) if needed[r] => {
+                        Some(RowInput { image, alt_text })
+                    }
+                    _ => None,
+                })
+                .collect();
+            let key = api_key_from_env();
+            let api_key = key.as_ref().map(|(var, key)| (*var, key.as_str()));
+            let outcomes = refine_rows(endpoint, &prompt.text, &settings, api_key, &inputs)
+                .map_err(|e| {
+                    DataFusionError::Execution(format!("{NAME}: backend '{backend}': {e}"))
+                })?;
+            let mut out = Vec::with_capacity(keys.len());
+            let mut failures = Vec::new();
+            for (row, outcome) in outcomes.into_iter().enumerate() {
+                match outcome {
+                    RowOutcome::Refined(r) => out.push(Some(r)),
+                    RowOutcome::Failed(e) => {
+                        failures.push(RowFailure {
+                            row,
+                            reason: e.reason,
+                            detail: format!("backend '{backend}': {}", e.detail),
+                        });
+                        out.push(None);
+                    }
+                    RowOutcome::Skipped => out.push(None),
+                }
+            }
+            rows_failed(NAME, options, failures)?;
+            Ok(out)
+        },
+    )
+}
+
+/// Refinements from a refiner checkpoint run here, `hqflow.model_batch` rows (four
+/// sequences each) per decoding batch, through the output cache.
+fn locally(
+    options: &HqflowOptions,
+    backend: &str,
+    dir: &Path,
+    images: &[Option<&[u8]>],
+    texts: &[Option<&str>],
+    keys: &[Option<Key>],
+) -> Result<Vec<Option<Refinement>>> {
+    let model = registry::refiner(dir, options.device)
+        .map_err(|e| DataFusionError::Execution(format!("{NAME}: backend '{backend}': {e}")))?;
+    let cache = checkpoint_cache(options, model.dir(), VLM_FILES);
+    through_cache(
+        NAME,
+        options,
+        cache.as_ref(),
+        keys,
+        Refinement::to_json,
+        Refinement::from_json,
+        |needed| {
+            let mut out: Vec<Option<Refinement>> = vec![None; keys.len()];
+            let mut failures = Vec::new();
+            let mut ready: Vec<(usize, Vec<f32>, &str)> = Vec::new();
+            for (row, (image, text)) in images.iter().zip(texts).enumerate() {
+                let (Some(image), Some(text), true) = (image, text, needed[row]) else {
+                    continue;
+                };
+                match model.pixels(image) {
+                    Ok(pixels) => ready.push((row, pixels, text)),
+                    Err(e) => failures.push(RowFailure {
+                        row,
+                        reason: e.reason(),
+                        detail: e.to_string(),
+                    }),
+                }
+            }
+            rows_failed(NAME, options, failures)?;
+            for chunk in ready.chunks(options.model_batch.max(1)) {
+                let inputs: Vec<(Vec<f32>, &str)> = chunk
+                    .iter()
+                    .map(|(_, pixels, text)| (pixels.clone(), *text))
+                    .collect();
+                let written = off_worker(|| model.refine(&inputs)).map_err(|e| {
+                    DataFusionError::Execution(format!("{NAME}: backend '{backend}': {e}"))
+                })?;
+                for ((row, _, _), refinement) in chunk.iter().zip(written) {
+                    out[*row] = Some(refinement);
+                }
+            }
+            Ok(out)
+        },
+    )
+}
+
 impl ScalarUDFImpl for LvlmRefine {
     fn name(&self) -> &str {
         NAME
@@ -174,8 +325,7 @@ impl ScalarUDFImpl for LvlmRefine {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let options = options_of(&args.config_options);
-        let (backend, endpoint) =
-            backend_for(&self.options.0, model_name_at(&args.args, 2).as_deref())?;
+        let backend = backend_for(&self.options.0, model_name_at(&args.args, 2).as_deref())?;
         let scalar = args.args[..2]
             .iter()
             .all(|a| matches!(a, ColumnarValue::Scalar(_)));
@@ -188,56 +338,12 @@ impl ScalarUDFImpl for LvlmRefine {
         let keys: Vec<Option<Key>> = (0..rows)
             .map(|r| both(r).then(|| key_of(&[images[r], texts[r].map(str::as_bytes)])))
             .collect();
-        let prompt = &options.refine.prompt;
-        let description = format!(
-            "{} (prompt: {})",
-            endpoint.describe(),
-            prompt.path.as_deref().unwrap_or("built-in")
-        );
-        let cache = fingerprint_cache(&options, &endpoint.fingerprint(&prompt.text), &description);
-        let settings = client_settings(&options);
-        let refinements = through_cache(
-            NAME,
-            &options,
-            cache.as_ref(),
-            &keys,
-            Refinement::to_json,
-            Refinement::from_json,
-            |needed| {
-                let inputs: Vec<Option<RowInput<'_>>> = (0..rows)
-                    .map(|r| match (images[r], texts[r]) {
-                        (Some(image), Some(alt_text)) if needed[r] => {
-                            Some(RowInput { image, alt_text })
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                let key = api_key_from_env();
-                let api_key = key.as_ref().map(|(var, key)| (*var, key.as_str()));
-                let outcomes = refine_rows(&endpoint, &prompt.text, &settings, api_key, &inputs)
-                    .map_err(|e| {
-                        DataFusionError::Execution(format!("{NAME}: backend '{backend}': {e}"))
-                    })?;
-                let mut out = Vec::with_capacity(rows);
-                let mut failures = Vec::new();
-                for (row, outcome) in outcomes.into_iter().enumerate() {
-                    match outcome {
-                        RowOutcome::Refined(r) => out.push(Some(r)),
-                        RowOutcome::Failed(e) => {
-                            failures.push(RowFailure {
-                                row,
-                                reason: e.reason,
-                                detail: format!("backend '{backend}': {}", e.detail),
-                            });
-                            out.push(None);
-                        }
-                        RowOutcome::Skipped => out.push(None),
-                    }
-                }
-                rows_failed(NAME, &options, failures)?;
-                Ok(out)
-            },
-        )?;
+        let refinements = match &backend {
+            Backend::Server { name, endpoint } => {
+                on_server(&options, name, endpoint, &images, &texts, &keys)?
+            }
+            Backend::Local { name, dir } => locally(&options, name, dir, &images, &texts, &keys)?,
+        };
         let array = refinement_array(&refinements)?;
         columnar(array, scalar)
     }
@@ -273,22 +379,55 @@ mod tests {
     }
 
     #[test]
-    fn a_backend_must_be_a_registered_server_with_a_model() -> Result<()> {
+    fn backends_are_servers_checkpoints_or_the_built_in_refiner() -> Result<()> {
         let mut options = HqflowOptions::default();
-        let none = backend_for(&options, None)
-            .expect_err("no backend")
-            .to_string();
-        assert!(none.contains("hqflow.refine_backend"), "{none}");
+        match backend_for(&options, None)? {
+            Backend::Local { name, dir } => {
+                assert_eq!(name, embedded::VLM_NAME);
+                assert!(dir.join("config.json").is_file());
+            }
+            Backend::Server { .. } => panic!("the default backend is the built-in refiner"),
+        }
         use datafusion::common::config::ExtensionOptions;
         options.set("model.nomodel", "http://127.0.0.1:9/v1")?;
         options.set("model.ok", "http://127.0.0.1:9/v1?model=m")?;
+        let built_in = embedded::VLM
+            .directory()
+            .map_err(|e| DataFusionError::Plan(e.0))?;
+        options.set("model.mine", &built_in.display().to_string())?;
+        options.set(
+            "model.clip",
+            &embedded::directory()
+                .map_err(|e| DataFusionError::Plan(e.0))?
+                .display()
+                .to_string(),
+        )?;
         let bad = backend_for(&options, Some("nomodel"))
-            .expect_err("no model id")
-            .to_string();
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(bad.contains("names no model"), "{bad}");
+        let unknown = backend_for(&options, Some("nobody"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(unknown.contains("not registered"), "{unknown}");
         options.set("refine_backend", "ok")?;
-        let (name, endpoint) = backend_for(&options, None)?;
-        assert_eq!((name.as_str(), endpoint.model()), ("ok", "m"));
+        match backend_for(&options, None)? {
+            Backend::Server { name, endpoint } => {
+                assert_eq!((name.as_str(), endpoint.model()), ("ok", "m"));
+            }
+            Backend::Local { .. } => panic!("'ok' is a server"),
+        }
+        match backend_for(&options, Some("mine"))? {
+            Backend::Local { dir, .. } => assert_eq!(dir, built_in),
+            Backend::Server { .. } => panic!("'mine' is a directory"),
+        }
+        let clip = backend_for(&options, Some("clip"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(clip.contains("is not a refiner checkpoint"), "{clip}");
         Ok(())
     }
 }

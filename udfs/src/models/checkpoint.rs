@@ -26,7 +26,7 @@ pub struct ClipCheckpoint {
     pub dir: PathBuf,
 }
 
-fn read(dir: &Path, name: &str) -> ModelResult<String> {
+pub(crate) fn read(dir: &Path, name: &str) -> ModelResult<String> {
     std::fs::read_to_string(dir.join(name)).map_err(|e| {
         ModelError(format!(
             "checkpoint '{}': cannot read {name}: {e}",
@@ -37,7 +37,7 @@ fn read(dir: &Path, name: &str) -> ModelResult<String> {
 
 /// Memory-maps the weights.
 #[allow(unsafe_code)]
-fn mmap_weights(path: &Path, device: &Device) -> ModelResult<VarBuilder<'static>> {
+pub(crate) fn mmap_weights(path: &Path, device: &Device) -> ModelResult<VarBuilder<'static>> {
     // SAFETY: the mapping is read-only and hqflow never writes checkpoint files; as with
     // every mmap-based loader (safetensors, transformers), a file truncated by another
     // process while mapped is outside what we can defend against.

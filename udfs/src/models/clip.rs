@@ -6,283 +6,17 @@
 //! One architecture, two ways to run it ([`Mode`]): inference uses candle's fused LayerNorm
 //! and softmax kernels, which are fast but silently detached from the autograd graph (see
 //! STACK.md); training uses hqflow's own kernels for them, which carry a backward pass
-//! ([`fused`]), so that gradients reach every parameter, the embeddings included.
+//! ([`crate::training::fused`]), so that gradients reach every parameter, the embeddings
+//! included. The layers themselves are in [`super::blocks`], shared with the refiner.
 
 use candle_core::{D, DType, Device, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, VarBuilder};
+use candle_nn::{Embedding, VarBuilder};
 
 use super::ModelResult;
-use super::clip_config::{Activation, ClipConfig, TextConfig, VisionConfig};
-use crate::training::fused;
+use super::clip_config::{ClipConfig, TextConfig, VisionConfig};
 
-/// How a [`Clip`] computes its LayerNorms and attention softmax.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// candle's fused kernels: fastest, but no gradient flows through them.
-    #[default]
-    Inference,
-    /// Kernels with a backward pass ([`fused`]), so `backward` reaches every parameter;
-    /// weights are read from their variables at each forward, so optimizer updates are seen.
-    Training,
-}
-
-/// A LayerNorm that runs candle's kernel or hqflow's by [`Mode`].
-struct Norm {
-    fused: LayerNorm,
-    weight: Tensor,
-    bias: Tensor,
-    eps: f64,
-    mode: Mode,
-}
-
-impl Norm {
-    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        match self.mode {
-            Mode::Inference => self.fused.forward(xs),
-            Mode::Training => fused::layer_norm(xs, &self.weight, &self.bias, self.eps),
-        }
-    }
-}
-
-fn layer_norm(size: usize, eps: f64, mode: Mode, vb: VarBuilder) -> candle_core::Result<Norm> {
-    let weight = vb.get(size, "weight")?;
-    let bias = vb.get(size, "bias")?;
-    Ok(Norm {
-        fused: LayerNorm::new(weight.clone(), bias.clone(), eps),
-        weight,
-        bias,
-        eps,
-        mode,
-    })
-}
-
-/// A linear layer, `x Wᵀ + b`, as candle's `Linear` computes it (one matrix product over
-/// all rows), with the bias added by [`fused::bias_add`] in training.
-struct Dense {
-    weight: Tensor,
-    bias: Option<Tensor>,
-    mode: Mode,
-}
-
-impl Dense {
-    fn new(input: usize, output: usize, mode: Mode, vb: VarBuilder) -> candle_core::Result<Self> {
-        Ok(Dense {
-            weight: vb.get((output, input), "weight")?,
-            bias: Some(vb.get(output, "bias")?),
-            mode,
-        })
-    }
-
-    fn no_bias(
-        input: usize,
-        output: usize,
-        mode: Mode,
-        vb: VarBuilder,
-    ) -> candle_core::Result<Self> {
-        Ok(Dense {
-            weight: vb.get((output, input), "weight")?,
-            bias: None,
-            mode,
-        })
-    }
-
-    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let dims = xs.dims().to_vec();
-        let input = dims.last().copied().unwrap_or(1);
-        let rows = xs.contiguous()?.reshape(((), input))?;
-        let ys = rows.matmul(&self.weight.t()?)?;
-        let ys = match (&self.bias, self.mode) {
-            (None, _) => ys,
-            (Some(b), Mode::Training) => fused::bias_add(&ys, b)?,
-            (Some(b), Mode::Inference) => ys.broadcast_add(b)?,
-        };
-        let mut out = dims;
-        if let Some(last) = out.last_mut() {
-            *last = self.weight.dim(0)?;
-        }
-        ys.reshape(out)
-    }
-}
-
-fn activate(act: Activation, xs: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
-    match act {
-        Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
-        Activation::Gelu if mode == Mode::Training => fused::gelu_erf(xs),
-        Activation::Gelu => xs.gelu_erf(),
-        Activation::GeluTanh => xs.gelu(),
-    }
-}
-
-struct Attention {
-    q_proj: Dense,
-    k_proj: Dense,
-    v_proj: Dense,
-    out_proj: Dense,
-    heads: usize,
-    head_dim: usize,
-    scale: f64,
-    mode: Mode,
-}
-
-impl Attention {
-    fn new(width: usize, heads: usize, mode: Mode, vb: VarBuilder) -> candle_core::Result<Self> {
-        let head_dim = width / heads;
-        Ok(Attention {
-            q_proj: Dense::new(width, width, mode, vb.pp("q_proj"))?,
-            k_proj: Dense::new(width, width, mode, vb.pp("k_proj"))?,
-            v_proj: Dense::new(width, width, mode, vb.pp("v_proj"))?,
-            out_proj: Dense::new(width, width, mode, vb.pp("out_proj"))?,
-            heads,
-            head_dim,
-            scale: (head_dim as f64).powf(-0.5),
-            mode,
-        })
-    }
-
-    /// `xs`: [batch, seq, width]; `mask`: additive [seq, seq] (causal) or none.
-    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        self.attend(xs, xs, mask)
-    }
-
-    /// Attention of the `queries` tokens [batch, m, width] over all tokens of `xs`
-    /// [batch, n, width]; `mask` is additive and broadcasts to [batch, heads, m, n].
-    fn attend(
-        &self,
-        queries: &Tensor,
-        xs: &Tensor,
-        mask: Option<&Tensor>,
-    ) -> candle_core::Result<Tensor> {
-        let (b, m, width) = queries.dims3()?;
-        let split = |t: Tensor| -> candle_core::Result<Tensor> {
-            let n = t.dim(1)?;
-            t.reshape((b, n, self.heads, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let q = split((self.q_proj.forward(queries)? * self.scale)?)?;
-        let k = split(self.k_proj.forward(xs)?)?;
-        let v = split(self.v_proj.forward(xs)?)?;
-        let mut scores = q.matmul(&k.t()?.contiguous()?)?;
-        if let Some(mask) = mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        let weights = match self.mode {
-            Mode::Inference => candle_nn::ops::softmax_last_dim(&scores)?,
-            Mode::Training => fused::softmax_last_dim(&scores)?,
-        };
-        let out = weights
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((b, m, width))?;
-        self.out_proj.forward(&out)
-    }
-}
-
-struct EncoderLayer {
-    self_attn: Attention,
-    layer_norm1: Norm,
-    fc1: Dense,
-    fc2: Dense,
-    layer_norm2: Norm,
-    act: Activation,
-}
-
-/// The shape of a transformer tower, common to the text and vision configs.
-#[derive(Debug, Clone, Copy)]
-struct TowerShape {
-    width: usize,
-    inner: usize,
-    heads: usize,
-    depth: usize,
-    act: Activation,
-    eps: f64,
-}
-
-impl From<&TextConfig> for TowerShape {
-    fn from(c: &TextConfig) -> Self {
-        TowerShape {
-            width: c.hidden_size,
-            inner: c.intermediate_size,
-            heads: c.num_attention_heads,
-            depth: c.num_hidden_layers,
-            act: c.hidden_act,
-            eps: c.layer_norm_eps,
-        }
-    }
-}
-
-impl From<&VisionConfig> for TowerShape {
-    fn from(c: &VisionConfig) -> Self {
-        TowerShape {
-            width: c.hidden_size,
-            inner: c.intermediate_size,
-            heads: c.num_attention_heads,
-            depth: c.num_hidden_layers,
-            act: c.hidden_act,
-            eps: c.layer_norm_eps,
-        }
-    }
-}
-
-impl EncoderLayer {
-    fn new(shape: TowerShape, mode: Mode, vb: VarBuilder) -> candle_core::Result<Self> {
-        let TowerShape {
-            width,
-            inner,
-            heads,
-            act,
-            eps,
-            ..
-        } = shape;
-        Ok(EncoderLayer {
-            self_attn: Attention::new(width, heads, mode, vb.pp("self_attn"))?,
-            layer_norm1: layer_norm(width, eps, mode, vb.pp("layer_norm1"))?,
-            fc1: Dense::new(width, inner, mode, vb.pp("mlp").pp("fc1"))?,
-            fc2: Dense::new(inner, width, mode, vb.pp("mlp").pp("fc2"))?,
-            layer_norm2: layer_norm(width, eps, mode, vb.pp("layer_norm2"))?,
-            act,
-        })
-    }
-
-    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let h = self
-            .self_attn
-            .forward(&self.layer_norm1.forward(xs)?, mask)?;
-        self.mlp_block(&(xs + h)?)
-    }
-
-    /// The layer's output at one token per sequence only (`rows`: flat indices into
-    /// [batch·seq]; `mask`: those tokens' additive mask rows, [batch, 1, 1, seq]). The keys
-    /// and values still come from every token; queries, attention output and MLP are
-    /// computed for the picked tokens alone, which is all a pooled tower's last layer needs.
-    fn forward_picked(
-        &self,
-        xs: &Tensor,
-        rows: &Tensor,
-        mask: Option<&Tensor>,
-    ) -> candle_core::Result<Tensor> {
-        let normed = self.layer_norm1.forward(xs)?;
-        let queries = pick_rows(&normed, rows)?;
-        let h = self.self_attn.attend(&queries, &normed, mask)?;
-        self.mlp_block(&(pick_rows(xs, rows)? + h)?)
-    }
-
-    /// The second residual block: `xs + MLP(LN2(xs))`.
-    fn mlp_block(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let h = self.fc1.forward(&self.layer_norm2.forward(xs)?)?;
-        let h = self.fc2.forward(&activate(self.act, &h, self.fc1.mode)?)?;
-        xs + h
-    }
-}
-
-/// Rows `rows` (flat indices into [batch·seq]) of `xs` [batch, seq, width], one per
-/// sequence: [batch, 1, width].
-fn pick_rows(xs: &Tensor, rows: &Tensor) -> candle_core::Result<Tensor> {
-    let (b, n, width) = xs.dims3()?;
-    xs.reshape((b * n, width))?
-        .index_select(rows, 0)?
-        .reshape((b, 1, width))
-}
+pub use super::blocks::Mode;
+use super::blocks::{Dense, EncoderLayer, Norm, TowerShape, causal_mask, layer_norm, pick_rows};
 
 struct Encoder {
     layers: Vec<EncoderLayer>,
@@ -406,15 +140,8 @@ impl TextTransformer {
     }
 }
 
-fn causal_mask(n: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let mask: Vec<f32> = (0..n)
-        .flat_map(|i| (0..n).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Tensor::from_vec(mask, (n, n), device)
-}
-
 /// The vision tower (`vision_model`).
-struct VisionTransformer {
+pub(crate) struct VisionTransformer {
     class_embedding: Tensor,
     /// The patch convolution's kernel, [width, channels, patch, patch] as stored.
     patch_kernel: Tensor,
@@ -437,7 +164,7 @@ fn kernel_matrix(kernel: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 impl VisionTransformer {
-    fn new(c: &VisionConfig, mode: Mode, vb: VarBuilder) -> candle_core::Result<Self> {
+    pub(crate) fn new(c: &VisionConfig, mode: Mode, vb: VarBuilder) -> candle_core::Result<Self> {
         let emb = vb.pp("embeddings");
         let patches = (c.image_size / c.patch_size).pow(2);
         let patch_kernel = emb.pp("patch_embedding").get(
@@ -470,6 +197,27 @@ impl VisionTransformer {
 
     /// `pixels`: [batch, channels, side, side] → pooled, normalized class tokens.
     fn forward(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
+        let xs = self.embed(pixels)?;
+        let (b, n, _) = xs.dims3()?;
+        // Pooled at the class token, the first of each sequence.
+        let class_rows: Vec<u32> = (0..b).map(|i| (i * n) as u32).collect();
+        let class_rows = Tensor::from_vec(class_rows, b, xs.device())?;
+        let xs = self.encoder.forward_pooled(&xs, None, &class_rows, None)?;
+        self.post_layernorm.forward(&xs)
+    }
+
+    /// `pixels` → every token's final, normalized hidden state, [batch, 1 + patches, width]
+    /// (the class token first): the image tokens a vision-language decoder reads.
+    pub(crate) fn tokens(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
+        let mut xs = self.embed(pixels)?;
+        for layer in &self.encoder.layers {
+            xs = layer.forward(&xs, None)?;
+        }
+        self.post_layernorm.forward(&xs)
+    }
+
+    /// Patch and class embeddings with positions, after the pre-LayerNorm.
+    fn embed(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
         let (b, channels, h, w) = pixels.dims4()?;
         let p = self.patch_size;
         let (gh, gw) = (h / p, w / p);
@@ -492,13 +240,7 @@ impl VisionTransformer {
             .broadcast_as((b, 1, width))?;
         let xs = Tensor::cat(&[&class.contiguous()?, &patches.contiguous()?], 1)?;
         let xs = xs.broadcast_add(&self.position_embedding)?;
-        let xs = self.pre_layrnorm.forward(&xs)?;
-        let n = xs.dim(1)?;
-        // Pooled at the class token, the first of each sequence.
-        let class_rows: Vec<u32> = (0..b).map(|i| (i * n) as u32).collect();
-        let class_rows = Tensor::from_vec(class_rows, b, xs.device())?;
-        let xs = self.encoder.forward_pooled(&xs, None, &class_rows, None)?;
-        self.post_layernorm.forward(&xs)
+        self.pre_layrnorm.forward(&xs)
     }
 }
 

@@ -1,9 +1,9 @@
 //! `config.json` of a Hugging Face `CLIPModel`, with transformers' defaults for absent fields.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The activation in the MLP blocks (`hidden_act`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Activation {
     /// `x * sigmoid(1.702 x)`, OpenAI's original CLIP.
     #[serde(rename = "quick_gelu")]

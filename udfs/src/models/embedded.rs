@@ -1,9 +1,13 @@
-//! The model built into hqflow: a small CLIP trained by `hqflow-train` on the synthetic
-//! world's high-quality pairs (the role DFN's HQITP-350M plays), so that `dfn_score`,
-//! `clip_embed` and `clip_embed_text` work without registering a model. Its recipe and
-//! measured quality are in `udfs/models/world-dfn/README.md`.
+//! The models built into hqflow, so that every function works without registering one:
 //!
-//! The checkpoint's files are compiled into the binary and written out, once per version, to
+//! - `hqflow-world-dfn` ([`DFN`]): a small CLIP trained by `hqflow-train fit` on the synthetic
+//!   world's high-quality pairs (the role DFN's HQITP-350M plays), behind `dfn_score`,
+//!   `clip_embed` and `clip_embed_text`. Recipe and quality: `udfs/models/world-dfn/README.md`.
+//! - `hqflow-world-vlm` ([`VLM`]): the refiner `hqflow-train refiner` fine-tuned on world seed
+//!   annotations (the role HQ-CLIP's fine-tuned Qwen2-VL plays), behind `lvlm_refine`.
+//!   Recipe and quality: `udfs/models/world-vlm/README.md`.
+//!
+//! A checkpoint's files are compiled into the binary and written out, once per version, to
 //! a directory under the user's cache (`$XDG_CACHE_HOME/hqflow/models/`, else
 //! `~/.cache/hqflow/models/`, else the temp dir). From there it loads like any other
 //! checkpoint directory, so the model registry, the output cache's fingerprints and
@@ -14,55 +18,100 @@ use std::sync::OnceLock;
 
 use super::{ModelError, ModelResult};
 
-/// The name the built-in model answers to (and the default of `dfn_score` and the CLIP
-/// embedding functions when no model is named or set).
+/// A checkpoint compiled into the binary.
+pub struct Embedded {
+    /// The name it answers to, where no model of that name is registered.
+    pub name: &'static str,
+    /// Its directory's name under the cache, before the version.
+    stem: &'static str,
+    /// The files, as the trainer wrote them.
+    files: &'static [(&'static str, &'static [u8])],
+    version: OnceLock<String>,
+    directory: OnceLock<Result<PathBuf, String>>,
+}
+
+/// The built-in CLIP: the default of `dfn_score` and the CLIP embedding functions.
+pub static DFN: Embedded = Embedded {
+    name: NAME,
+    stem: "world-dfn",
+    files: &[
+        (
+            "config.json",
+            include_bytes!("../../models/world-dfn/config.json"),
+        ),
+        (
+            "preprocessor_config.json",
+            include_bytes!("../../models/world-dfn/preprocessor_config.json"),
+        ),
+        (
+            "tokenizer.json",
+            include_bytes!("../../models/world-dfn/tokenizer.json"),
+        ),
+        (
+            "tokenizer_config.json",
+            include_bytes!("../../models/world-dfn/tokenizer_config.json"),
+        ),
+        (
+            "model.safetensors",
+            include_bytes!("../../models/world-dfn/model.safetensors"),
+        ),
+    ],
+    version: OnceLock::new(),
+    directory: OnceLock::new(),
+};
+
+/// The built-in refiner: the default backend of `lvlm_refine`.
+pub static VLM: Embedded = Embedded {
+    name: VLM_NAME,
+    stem: "world-vlm",
+    files: &[
+        (
+            "config.json",
+            include_bytes!("../../models/world-vlm/config.json"),
+        ),
+        (
+            "preprocessor_config.json",
+            include_bytes!("../../models/world-vlm/preprocessor_config.json"),
+        ),
+        (
+            "tokenizer.json",
+            include_bytes!("../../models/world-vlm/tokenizer.json"),
+        ),
+        (
+            "tokenizer_config.json",
+            include_bytes!("../../models/world-vlm/tokenizer_config.json"),
+        ),
+        (
+            "model.safetensors",
+            include_bytes!("../../models/world-vlm/model.safetensors"),
+        ),
+    ],
+    version: OnceLock::new(),
+    directory: OnceLock::new(),
+};
+
+/// The name the built-in CLIP answers to.
 pub const NAME: &str = "hqflow-world-dfn";
 
-/// The checkpoint's files, as `hqflow-train fit` wrote them.
-const FILES: [(&str, &[u8]); 5] = [
-    (
-        "config.json",
-        include_bytes!("../../models/world-dfn/config.json"),
-    ),
-    (
-        "preprocessor_config.json",
-        include_bytes!("../../models/world-dfn/preprocessor_config.json"),
-    ),
-    (
-        "tokenizer.json",
-        include_bytes!("../../models/world-dfn/tokenizer.json"),
-    ),
-    (
-        "tokenizer_config.json",
-        include_bytes!("../../models/world-dfn/tokenizer_config.json"),
-    ),
-    (
-        "model.safetensors",
-        include_bytes!("../../models/world-dfn/model.safetensors"),
-    ),
-];
+/// The name the built-in refiner answers to.
+pub const VLM_NAME: &str = "hqflow-world-vlm";
+
+/// The built-in CLIP's version (see [`Embedded::version`]).
+pub fn version() -> &'static str {
+    DFN.version()
+}
+
+/// The built-in CLIP's directory (see [`Embedded::directory`]).
+pub fn directory() -> ModelResult<PathBuf> {
+    DFN.directory()
+}
 
 /// Written last: a directory with it holds every file whole.
 const COMPLETE: &str = ".complete";
 
-/// A short content hash of the files, naming the directory of this version; hashed (5 MB)
-/// once per process.
-pub fn version() -> &'static str {
-    static VERSION: OnceLock<String> = OnceLock::new();
-    VERSION.get_or_init(|| {
-        let mut hasher = blake3::Hasher::new();
-        for (name, bytes) in FILES {
-            hasher.update(name.as_bytes());
-            hasher.update(&(bytes.len() as u64).to_le_bytes());
-            hasher.update(bytes);
-        }
-        hasher.finalize().to_hex()[..16].to_string()
-    })
-}
-
 /// Writes the files (of `version`) into a fresh directory next to `target` and renames it
 /// into place; a process that lost the race finds the winner's complete copy.
-fn materialize(target: &Path, version: &str) -> std::io::Result<()> {
+fn materialize(files: &[(&str, &[u8])], target: &Path, version: &str) -> std::io::Result<()> {
     if target.join(COMPLETE).is_file() {
         return Ok(());
     }
@@ -78,7 +127,7 @@ fn materialize(target: &Path, version: &str) -> std::io::Result<()> {
     ));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging)?;
-    for (name, bytes) in FILES {
+    for (name, bytes) in files {
         std::fs::write(staging.join(name), bytes)?;
     }
     std::fs::write(staging.join(COMPLETE), version)?;
@@ -96,27 +145,44 @@ fn materialize(target: &Path, version: &str) -> std::io::Result<()> {
     }
 }
 
-/// The built-in checkpoint's directory, written out on first use.
-pub fn directory() -> ModelResult<PathBuf> {
-    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let version = version();
-        let target = crate::cache::user_cache_dir()
-            .unwrap_or_else(|| std::env::temp_dir().join("hqflow"))
-            .join("models")
-            .join(format!("world-dfn-{version}"));
-        materialize(&target, version)
-            .map(|()| target.clone())
-            .map_err(|e| {
-                format!(
-                    "cannot write the built-in model to '{}': {e} (set XDG_CACHE_HOME to a \
-                     writable directory, or register a model with -m)",
-                    target.display()
-                )
+impl Embedded {
+    /// A short content hash of the files, naming the directory of this version; hashed
+    /// once per process.
+    pub fn version(&self) -> &str {
+        self.version.get_or_init(|| {
+            let mut hasher = blake3::Hasher::new();
+            for (name, bytes) in self.files {
+                hasher.update(name.as_bytes());
+                hasher.update(&(bytes.len() as u64).to_le_bytes());
+                hasher.update(bytes);
+            }
+            hasher.finalize().to_hex()[..16].to_string()
+        })
+    }
+
+    /// The checkpoint's directory, written out on first use.
+    pub fn directory(&self) -> ModelResult<PathBuf> {
+        self.directory
+            .get_or_init(|| {
+                let version = self.version();
+                let target = crate::cache::user_cache_dir()
+                    .unwrap_or_else(|| std::env::temp_dir().join("hqflow"))
+                    .join("models")
+                    .join(format!("{}-{version}", self.stem));
+                materialize(self.files, &target, version)
+                    .map(|()| target.clone())
+                    .map_err(|e| {
+                        format!(
+                            "cannot write the built-in model '{}' to '{}': {e} (set \
+                             XDG_CACHE_HOME to a writable directory, or register a model with -m)",
+                            self.name,
+                            target.display()
+                        )
+                    })
             })
-    })
-    .clone()
-    .map_err(ModelError)
+            .clone()
+            .map_err(ModelError)
+    }
 }
 
 #[cfg(test)]
@@ -127,23 +193,23 @@ mod tests {
     fn writes_a_complete_checkpoint_once() {
         let dir = tempfile::tempdir().expect("temp dir");
         let target = dir.path().join("m");
-        materialize(&target, "test").expect("written");
-        for (name, bytes) in FILES {
-            assert_eq!(std::fs::read(target.join(name)).expect(name), bytes);
+        materialize(DFN.files, &target, "test").expect("written");
+        for (name, bytes) in DFN.files {
+            assert_eq!(std::fs::read(target.join(name)).expect(name), *bytes);
         }
         // A second call finds it complete and leaves it alone.
         std::fs::write(target.join("config.json"), b"changed").expect("write");
-        materialize(&target, "test").expect("again");
+        materialize(DFN.files, &target, "test").expect("again");
         assert_eq!(
             std::fs::read(target.join("config.json")).expect("config"),
             b"changed"
         );
         // A copy without its marker (an interrupted write) is replaced.
         std::fs::remove_file(target.join(COMPLETE)).expect("remove");
-        materialize(&target, "test").expect("repaired");
+        materialize(DFN.files, &target, "test").expect("repaired");
         assert_eq!(
             std::fs::read(target.join("config.json")).expect("config"),
-            FILES[0].1
+            DFN.files[0].1
         );
     }
 }

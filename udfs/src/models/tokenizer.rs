@@ -51,6 +51,13 @@ impl ClipTokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// The text of token ids, special tokens left out.
+    pub fn decode(&self, ids: &[u32]) -> ModelResult<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| ModelError(format!("detokenization failed: {e}")))
+    }
+
     /// The context length sequences are truncated to.
     pub fn context_length(&self) -> usize {
         self.context_length

@@ -3,7 +3,8 @@
 //! `CLIPImageProcessor`: shortest-edge resize, bicubic, center crop, OpenAI mean/std) and,
 //! for a tokenizer trained here, `tokenizer_config.json`.
 
-use crate::models::clip_config::ClipConfig;
+use crate::models::clip_config::{ClipConfig, VisionConfig};
+use crate::models::vlm_config::{MODEL_TYPE, VlmConfig};
 
 /// OpenAI CLIP's normalization, which transformers' CLIP processors default to.
 pub const IMAGE_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
@@ -36,19 +37,41 @@ pub fn clip_config_json(config: &ClipConfig, bos: u32) -> String {
             "pad_token_id": t.eos_token_id,
             "projection_dim": config.projection_dim,
         },
-        "vision_config": {
-            "model_type": "clip_vision_model",
-            "hidden_size": v.hidden_size,
-            "intermediate_size": v.intermediate_size,
-            "num_hidden_layers": v.num_hidden_layers,
-            "num_attention_heads": v.num_attention_heads,
-            "image_size": v.image_size,
-            "patch_size": v.patch_size,
-            "num_channels": v.num_channels,
-            "hidden_act": v.hidden_act.hf_name(),
-            "layer_norm_eps": v.layer_norm_eps,
-            "projection_dim": config.projection_dim,
-        },
+        "vision_config": vision_config_value(v, Some(config.projection_dim)),
+    });
+    format!("{value:#}\n")
+}
+
+/// transformers' `vision_config` of a CLIP vision tower.
+fn vision_config_value(v: &VisionConfig, projection_dim: Option<usize>) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "model_type": "clip_vision_model",
+        "hidden_size": v.hidden_size,
+        "intermediate_size": v.intermediate_size,
+        "num_hidden_layers": v.num_hidden_layers,
+        "num_attention_heads": v.num_attention_heads,
+        "image_size": v.image_size,
+        "patch_size": v.patch_size,
+        "num_channels": v.num_channels,
+        "hidden_act": v.hidden_act.hf_name(),
+        "layer_norm_eps": v.layer_norm_eps,
+    });
+    if let (Some(dim), Some(map)) = (projection_dim, value.as_object_mut()) {
+        map.insert("projection_dim".into(), dim.into());
+    }
+    value
+}
+
+/// `config.json` of the refiner (`hqflow_vlm`).
+pub fn vlm_config_json(config: &VlmConfig) -> String {
+    let value = serde_json::json!({
+        "architectures": ["HqflowVlm"],
+        "model_type": MODEL_TYPE,
+        "torch_dtype": "float32",
+        "vision_config": vision_config_value(&config.vision_config, None),
+        "decoder_config": config.decoder_config,
+        "alt_text_length": config.alt_text_length,
+        "max_new_tokens": config.max_new_tokens,
     });
     format!("{value:#}\n")
 }

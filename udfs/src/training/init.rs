@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 
 use crate::models::clip_config::ClipConfig;
+use crate::models::vlm_config::VlmConfig;
 use crate::models::{ModelError, ModelResult};
 
 /// transformers' `logit_scale_init_value`: ln(1/0.07).
@@ -57,22 +58,14 @@ enum Start {
     Value(f32),
 }
 
-fn start_for(name: &str, c: &ClipConfig) -> ModelResult<Start> {
-    let (width, depth) = if name.starts_with("text_model.") {
-        (c.text_config.hidden_size, c.text_config.num_hidden_layers)
-    } else {
-        (
-            c.vision_config.hidden_size,
-            c.vision_config.num_hidden_layers,
-        )
-    };
+/// The rule shared by every transformer tower of `width` and `depth`: embeddings, attention
+/// and MLP weights, LayerNorms, biases; None for a name it does not know.
+fn tower_start(name: &str, width: usize, depth: usize) -> Option<Start> {
     let w = width as f64;
     let in_proj = w.powf(-0.5) * (2.0 * depth.max(1) as f64).powf(-0.5);
     let norm =
         name.contains("layer_norm") || name.contains("layernorm") || name.contains("layrnorm");
-    let start = if name == "logit_scale" {
-        Start::Value(LOGIT_SCALE_INIT)
-    } else if name.ends_with(".bias") {
+    Some(if name.ends_with(".bias") {
         Start::Zeros
     } else if norm {
         Start::Ones
@@ -93,21 +86,63 @@ fn start_for(name: &str, c: &ClipConfig) -> ModelResult<Start> {
         Start::Normal(w.powf(-0.5))
     } else if name.ends_with("fc1.weight") {
         Start::Normal((2.0 * w).powf(-0.5))
-    } else if name == "text_projection.weight" {
-        Start::Normal((c.text_config.hidden_size as f64).powf(-0.5))
-    } else if name == "visual_projection.weight" {
-        Start::Normal((c.vision_config.hidden_size as f64).powf(-0.5))
     } else {
-        return Err(ModelError(format!(
-            "no initialisation rule for parameter '{name}' (a bug in hqflow)"
-        )));
-    };
-    Ok(start)
+        return None;
+    })
 }
 
-/// Overwrites every variable of `varmap` (a CLIP's, plus `logit_scale`) with its
-/// transformers-style initial value drawn from `seed`.
-pub fn initialize(varmap: &VarMap, config: &ClipConfig, seed: u64) -> ModelResult<()> {
+fn no_rule(name: &str) -> ModelError {
+    ModelError(format!(
+        "no initialisation rule for parameter '{name}' (a bug in hqflow)"
+    ))
+}
+
+fn start_for(name: &str, c: &ClipConfig) -> ModelResult<Start> {
+    let (width, depth) = if name.starts_with("text_model.") {
+        (c.text_config.hidden_size, c.text_config.num_hidden_layers)
+    } else {
+        (
+            c.vision_config.hidden_size,
+            c.vision_config.num_hidden_layers,
+        )
+    };
+    if name == "logit_scale" {
+        return Ok(Start::Value(LOGIT_SCALE_INIT));
+    }
+    if name == "text_projection.weight" {
+        return Ok(Start::Normal((c.text_config.hidden_size as f64).powf(-0.5)));
+    }
+    if name == "visual_projection.weight" {
+        return Ok(Start::Normal(
+            (c.vision_config.hidden_size as f64).powf(-0.5),
+        ));
+    }
+    tower_start(name, width, depth).ok_or_else(|| no_rule(name))
+}
+
+/// The refiner's rule: its vision tower as CLIP's, its decoder as a tower of the decoder's
+/// width, the token, position and task embeddings as CLIP's token embedding.
+fn vlm_start_for(name: &str, c: &VlmConfig) -> ModelResult<Start> {
+    let v = &c.vision_config;
+    let d = &c.decoder_config;
+    if name.starts_with("vision_model.") {
+        return tower_start(name, v.hidden_size, v.num_hidden_layers).ok_or_else(|| no_rule(name));
+    }
+    if name == "image_projection.weight" {
+        return Ok(Start::Normal((v.hidden_size as f64).powf(-0.5)));
+    }
+    if name.ends_with("embed_tokens.weight")
+        || name.ends_with("embed_positions.weight")
+        || name.ends_with("task_embedding.weight")
+    {
+        return Ok(Start::Normal(0.02));
+    }
+    tower_start(name, d.hidden_size, d.num_hidden_layers).ok_or_else(|| no_rule(name))
+}
+
+/// Overwrites every variable of `varmap` with the value `rule` gives its name, normal draws
+/// from `seed`.
+fn fill(varmap: &VarMap, seed: u64, rule: impl Fn(&str) -> ModelResult<Start>) -> ModelResult<()> {
     let data = varmap
         .data()
         .lock()
@@ -116,7 +151,7 @@ pub fn initialize(varmap: &VarMap, config: &ClipConfig, seed: u64) -> ModelResul
         let shape = var.shape().clone();
         let device: &Device = var.device();
         let n = shape.elem_count();
-        let values: Vec<f32> = match start_for(name, config)? {
+        let values: Vec<f32> = match rule(name)? {
             Start::Zeros => vec![0.0; n],
             Start::Ones => vec![1.0; n],
             Start::Value(v) => vec![v; n],
@@ -129,6 +164,17 @@ pub fn initialize(varmap: &VarMap, config: &ClipConfig, seed: u64) -> ModelResul
         var.set(&t)?;
     }
     Ok(())
+}
+
+/// Overwrites every variable of the refiner's `varmap` with its initial value from `seed`.
+pub fn initialize_vlm(varmap: &VarMap, config: &VlmConfig, seed: u64) -> ModelResult<()> {
+    fill(varmap, seed, |name| vlm_start_for(name, config))
+}
+
+/// Overwrites every variable of `varmap` (a CLIP's, plus `logit_scale`) with its
+/// transformers-style initial value drawn from `seed`.
+pub fn initialize(varmap: &VarMap, config: &ClipConfig, seed: u64) -> ModelResult<()> {
+    fill(varmap, seed, |name| start_for(name, config))
 }
 
 #[cfg(test)]

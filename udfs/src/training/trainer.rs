@@ -88,7 +88,7 @@ pub struct ClipTrainer {
     device: Device,
 }
 
-fn named_vars(map: &VarMap) -> ModelResult<Vec<(String, Var)>> {
+pub(crate) fn named_vars(map: &VarMap) -> ModelResult<Vec<(String, Var)>> {
     Ok(map
         .data()
         .lock()

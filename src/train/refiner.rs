@@ -1,0 +1,501 @@
+//! `hqflow-train refiner`: fine-tunes hqflow's vision-language refiner on seed annotations
+//! (a table with `img`, `txt` and the four HQ-CLIP texts, e.g. `hqflow world seed`), as
+//! HQ-CLIP fine-tunes Qwen2-VL on GPT-4o's annotations of a seed set.
+//!
+//! The vision tower, image preprocessing and tokenizer come from a CLIP checkpoint (`--clip`,
+//! default the built-in DFN); the decoder starts from random weights. Each step trains one
+//! task on a batch of rows drawn at random (a stream keyed by the seed and the step, so a
+//! resumed run draws the same batches): long texts on 6 steps in 10, tags on 4.
+//!
+//! The output directory is the refiner's checkpoint at every save (`config.json`,
+//! `model.safetensors`, `tokenizer.json`, `preprocessor_config.json`), plus `optimizer.safetensors`,
+//! `refiner_args.json`, `metrics.jsonl` and `train_state.json` (written last) for `--resume`.
+//! Seed sets are small (HQ-CLIP's is a few percent of the refined set), so the table is read
+//! into memory once: decoded 8-bit pixels and token ids.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use datafusion::common::{DataFusionError, Result};
+use futures::StreamExt;
+use hqflow_udfs::models::clip_config::ClipConfig;
+use hqflow_udfs::models::preprocess::Preprocessor;
+use hqflow_udfs::models::tokenizer::ClipTokenizer;
+use hqflow_udfs::models::vlm_config::{
+    DecoderConfig, MODEL_TYPE, MaxNewTokens, TAG_SEPARATOR, Task, VlmConfig,
+};
+use hqflow_udfs::training::hf_files::vlm_config_json;
+use hqflow_udfs::training::{OptimConfig, VlmBatch, VlmTrainer};
+use serde::{Deserialize, Serialize};
+
+use super::fit::{
+    io_err, model_err, open_device, read_optional, read_text, truncate_metrics, write_atomic,
+    write_text,
+};
+use super::progress::{ProgressBar, StepView};
+use super::schedule::cosine_lr;
+use super::source::{self, Columns};
+use crate::cli::Status;
+use crate::world::rng::Rng;
+
+/// `hqflow-train refiner` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RefinerArgs {
+    /// The seed annotations: a Parquet file, directory, glob or s3:// URL with `img`, `txt`,
+    /// `long_pos`, `long_neg`, `short_pos`, `short_neg`.
+    #[arg(long)]
+    pub data: String,
+    /// SQL over the table (named `data`) selecting the rows to train on.
+    #[arg(long)]
+    pub query: Option<String>,
+    /// Output directory: the checkpoint and the run's state.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// CLIP checkpoint whose vision tower, preprocessing and tokenizer the refiner starts
+    /// from (default: the built-in DFN).
+    #[arg(long)]
+    pub clip: Option<PathBuf>,
+    /// Total optimizer steps.
+    #[arg(long, default_value_t = 3000)]
+    pub steps: u64,
+    /// Rows per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Peak learning rate (AdamW; warmup, then cosine decay).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Warmup steps.
+    #[arg(long, default_value_t = 100)]
+    pub warmup: u64,
+    /// Seed of the decoder's initialisation and of the batches.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Decoder width.
+    #[arg(long, default_value_t = 128)]
+    pub width: usize,
+    /// Decoder layers.
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    /// Decoder attention heads.
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    /// Alt-text tokens the refiner reads.
+    #[arg(long, default_value_t = 32)]
+    pub alt_text_length: usize,
+    /// Rows of the table to read at most.
+    #[arg(long)]
+    pub rows: Option<usize>,
+    /// Save every this many steps.
+    #[arg(long, default_value_t = 250)]
+    pub save_every: u64,
+    /// Print a status line every this many steps.
+    #[arg(long, default_value_t = 50)]
+    pub log_every: u64,
+    /// Continue the run saved in --out (its settings are kept; --steps may extend it).
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop (with a checkpoint) after this many steps in total, without changing the
+    /// schedule; `--resume` continues.
+    #[arg(long)]
+    pub stop_after: Option<u64>,
+    /// Where to train: cpu (default), cuda[:N] or metal[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// The settings a resumed run keeps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Settings {
+    steps: u64,
+    batch: usize,
+    lr: f64,
+    warmup: u64,
+    seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct TrainState {
+    step: u64,
+}
+
+const STATE: &str = "train_state.json";
+const SETTINGS: &str = "refiner_args.json";
+
+/// One seed row, ready to batch.
+struct Example {
+    /// 8-bit CHW pixels at the vision tower's size.
+    pixels: Vec<u8>,
+    /// The alt-text's token ids.
+    alt_text: Vec<u32>,
+    /// Each task's text as token ids ending in EOS (no start token), in [`Task::ALL`] order.
+    targets: [Vec<u32>; 4],
+}
+
+/// The task of 0-based step `step`: long texts on 6 steps in 10, tags on 4.
+fn task_of(step: u64) -> Task {
+    match step % 10 {
+        0 | 2 | 4 => Task::LongPos,
+        1 | 3 | 5 => Task::LongNeg,
+        6 | 8 => Task::ShortPos,
+        _ => Task::ShortNeg,
+    }
+}
+
+/// Longest tokenized text the tokenizer for targets keeps.
+const TARGET_CONTEXT: usize = 512;
+
+/// Room left above the longest seed text of each task.
+const BOUND_MARGIN: usize = 8;
+
+async fn read_examples(
+    args: &RefinerArgs,
+    pre: &Preprocessor,
+    alt_tokenizer: &ClipTokenizer,
+    target_tokenizer: &ClipTokenizer,
+    status: Status,
+) -> Result<Vec<Example>> {
+    let ctx = source::open(&args.data).await?;
+    let frame = source::frame(&ctx, args.query.as_deref()).await?;
+    let mut want = Columns {
+        txt: true,
+        long_pos: true,
+        long_neg: true,
+        tags: true,
+        img: true,
+        short_pos: false,
+    };
+    source::check_columns(frame.schema().as_arrow(), &mut want, "--data")?;
+    if !want.long_neg || !want.tags {
+        return Err(DataFusionError::Plan(
+            "--data needs long_neg, short_pos and short_neg columns (the four HQ-CLIP texts)"
+                .into(),
+        ));
+    }
+    let mut stream = source::project(frame, want)?.execute_stream().await?;
+    let limit = args.rows.unwrap_or(usize::MAX);
+    let mut examples = Vec::new();
+    let (mut bad_images, mut incomplete) = (0u64, 0u64);
+    let encode = |t: &ClipTokenizer, text: &str| t.encode(text).map_err(model_err);
+    'read: while let Some(batch) = stream.next().await {
+        for row in source::rows(&batch?)? {
+            if examples.len() >= limit {
+                break 'read;
+            }
+            let (Some(img), Some(long_pos), Some(long_neg)) =
+                (&row.img, &row.texts[1], &row.negative)
+            else {
+                incomplete += 1;
+                continue;
+            };
+            if row.tags[0].is_empty() || row.tags[1].is_empty() {
+                incomplete += 1;
+                continue;
+            }
+            let Ok(pixels) = pre.crop_bytes(img) else {
+                bad_images += 1;
+                continue;
+            };
+            let target = |text: &str| -> Result<Vec<u32>> {
+                // Drop the start token: the task token opens the text.
+                Ok(encode(target_tokenizer, text)?.split_off(1))
+            };
+            examples.push(Example {
+                pixels,
+                alt_text: encode(alt_tokenizer, row.texts[0].as_deref().unwrap_or(""))?,
+                targets: [
+                    target(long_pos)?,
+                    target(long_neg)?,
+                    target(&row.tags[0].join(TAG_SEPARATOR))?,
+                    target(&row.tags[1].join(TAG_SEPARATOR))?,
+                ],
+            });
+        }
+    }
+    status.line(&format!(
+        "read {} seed rows from {} ({bad_images} undecodable images and {incomplete} rows \
+         without all four texts skipped)",
+        examples.len(),
+        args.data
+    ));
+    if examples.is_empty() {
+        return Err(DataFusionError::Plan(format!(
+            "--data '{}' has no row with an image and all four texts",
+            args.data
+        )));
+    }
+    Ok(examples)
+}
+
+/// The refiner's config for a CLIP's vision tower and the seed texts' lengths.
+fn new_config(
+    args: &RefinerArgs,
+    clip: &ClipConfig,
+    vocab: usize,
+    bos: u32,
+    examples: &[Example],
+) -> Result<VlmConfig> {
+    let longest = |task: Task| {
+        examples
+            .iter()
+            .map(|e| e.targets[task.index()].len())
+            .max()
+            .unwrap_or(0)
+            + BOUND_MARGIN
+    };
+    let max_new_tokens = MaxNewTokens {
+        long_pos: longest(Task::LongPos),
+        long_neg: longest(Task::LongNeg),
+        short_pos: longest(Task::ShortPos),
+        short_neg: longest(Task::ShortNeg),
+    };
+    let v = &clip.vision_config;
+    let image_tokens = 1 + (v.image_size / v.patch_size.max(1)).pow(2);
+    let config = VlmConfig {
+        model_type: MODEL_TYPE.into(),
+        vision_config: clip.vision_config.clone(),
+        decoder_config: DecoderConfig {
+            vocab_size: vocab,
+            hidden_size: args.width,
+            intermediate_size: 4 * args.width,
+            num_hidden_layers: args.layers,
+            num_attention_heads: args.heads,
+            max_position_embeddings: image_tokens + args.alt_text_length + 1 + max_new_tokens.max(),
+            hidden_act: hqflow_udfs::models::clip_config::Activation::Gelu,
+            layer_norm_eps: 1e-5,
+            bos_token_id: bos,
+            eos_token_id: clip.text_config.eos_token_id,
+            pad_token_id: clip.text_config.eos_token_id,
+        },
+        alt_text_length: args.alt_text_length,
+        max_new_tokens,
+    };
+    config
+        .check()
+        .map_err(|e| DataFusionError::Plan(format!("refiner config: {e}")))?;
+    Ok(config)
+}
+
+/// The batch of 0-based step `step`.
+fn batch_of(step: u64, settings: &Settings, examples: &[Example], pre: &Preprocessor) -> VlmBatch {
+    let mut rng = Rng::stream(settings.seed, &[0x7265_6669_6e65, step]);
+    let task = task_of(step);
+    let mut batch = VlmBatch::default();
+    for i in 0..settings.batch {
+        let e = &examples[rng.below(examples.len())];
+        let plane = e.pixels.len() / 3;
+        let scale = pre.rescale.unwrap_or(1.0);
+        batch
+            .pixels
+            .extend(e.pixels.iter().enumerate().map(|(k, &v)| {
+                let v = f32::from(v) * scale;
+                match &pre.normalize {
+                    Some((mean, std)) => (v - mean[k / plane]) / std[k / plane],
+                    None => v,
+                }
+            }));
+        batch.prompts.push((i, e.alt_text.clone(), task));
+        batch.targets.push(e.targets[task.index()].clone());
+    }
+    batch
+}
+
+fn save(
+    out: &Path,
+    trainer: &VlmTrainer,
+    files: &[(&str, String)],
+    state: TrainState,
+) -> Result<()> {
+    write_atomic(&out.join("model.safetensors"), |tmp| {
+        trainer.save_weights(tmp).map_err(model_err)
+    })?;
+    write_atomic(&out.join("optimizer.safetensors"), |tmp| {
+        trainer.save_optimizer(tmp).map_err(model_err)
+    })?;
+    for (name, text) in files {
+        write_text(&out.join(name), text)?;
+    }
+    let state_json = serde_json::to_string_pretty(&state)
+        .map_err(|e| DataFusionError::Internal(format!("train state: {e}")))?;
+    write_text(&out.join(STATE), &format!("{state_json}\n"))
+}
+
+fn json_err(what: &str, e: serde_json::Error) -> DataFusionError {
+    DataFusionError::Plan(format!("{what}: {e}"))
+}
+
+/// Trains the refiner.
+pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
+    let device = open_device(&args.device)?;
+    let clip_dir = match &args.clip {
+        Some(dir) => dir.clone(),
+        None => hqflow_udfs::models::embedded::directory().map_err(model_err)?,
+    };
+    let clip: ClipConfig = serde_json::from_str(&read_text(&clip_dir.join("config.json"))?)
+        .map_err(|e| json_err(&format!("{}/config.json", clip_dir.display()), e))?;
+    let preprocessor_text = read_text(&clip_dir.join("preprocessor_config.json"))?;
+    let pre = Preprocessor::from_json(&preprocessor_text).map_err(model_err)?;
+    let tokenizer_path = clip_dir.join("tokenizer.json");
+    let tokenizer_text = read_text(&tokenizer_path)?;
+    let tokenizer_config = read_optional(&clip_dir.join("tokenizer_config.json"))?;
+    let alt_tokenizer =
+        ClipTokenizer::from_file(&tokenizer_path, args.alt_text_length).map_err(model_err)?;
+    let target_tokenizer =
+        ClipTokenizer::from_file(&tokenizer_path, TARGET_CONTEXT).map_err(model_err)?;
+    std::fs::create_dir_all(&args.out).map_err(|e| io_err(&args.out, "create", e))?;
+
+    let examples = read_examples(args, &pre, &alt_tokenizer, &target_tokenizer, status).await?;
+    let optim = OptimConfig {
+        beta1: 0.9,
+        beta2: 0.98,
+        eps: 1e-6,
+        weight_decay: 0.1,
+    };
+    let (mut trainer, settings, config_text, mut state) = if args.resume {
+        let config_text = read_text(&args.out.join("config.json"))?;
+        let config = VlmConfig::from_json(&config_text).map_err(|e| {
+            DataFusionError::Plan(format!("{}/config.json: {e}", args.out.display()))
+        })?;
+        let mut settings: Settings = serde_json::from_str(&read_text(&args.out.join(SETTINGS))?)
+            .map_err(|e| json_err(SETTINGS, e))?;
+        settings.steps = settings.steps.max(args.steps);
+        let state: TrainState = serde_json::from_str(&read_text(&args.out.join(STATE))?)
+            .map_err(|e| json_err(STATE, e))?;
+        let mut trainer =
+            VlmTrainer::from_scratch(config, settings.seed, optim, &device).map_err(model_err)?;
+        trainer
+            .load_weights(&args.out.join("model.safetensors"), "")
+            .map_err(model_err)?;
+        trainer
+            .load_optimizer(&args.out.join("optimizer.safetensors"))
+            .map_err(model_err)?;
+        truncate_metrics(&args.out.join("metrics.jsonl"), state.step)?;
+        status.line(&format!(
+            "resuming {} at step {} of {}",
+            args.out.display(),
+            state.step,
+            settings.steps
+        ));
+        (trainer, settings, config_text, state)
+    } else {
+        if args.out.join(STATE).exists() {
+            return Err(DataFusionError::Plan(format!(
+                "'{}' holds a run already: pass --resume to continue it, or choose another --out",
+                args.out.display()
+            )));
+        }
+        let vocab = clip.text_config.vocab_size;
+        // The tokenizer's start token: the first id of any encoding.
+        let bos = target_tokenizer
+            .encode("")
+            .map_err(model_err)?
+            .first()
+            .copied()
+            .unwrap_or(0);
+        let config = new_config(args, &clip, vocab, bos, &examples)?;
+        let config_text = vlm_config_json(&config);
+        let settings = Settings {
+            steps: args.steps,
+            batch: args.batch.max(1),
+            lr: args.lr,
+            warmup: args.warmup,
+            seed: args.seed,
+        };
+        let trainer =
+            VlmTrainer::from_scratch(config, settings.seed, optim, &device).map_err(model_err)?;
+        let loaded = trainer
+            .load_weights(&clip_dir.join("model.safetensors"), "vision_model.")
+            .map_err(model_err)?;
+        status.line(&format!(
+            "refiner: {} parameters; vision tower ({loaded} tensors) from {}",
+            trainer.parameter_count(),
+            clip_dir.display()
+        ));
+        let _ = std::fs::remove_file(args.out.join("metrics.jsonl"));
+        (trainer, settings, config_text, TrainState::default())
+    };
+    let settings_text = serde_json::to_string_pretty(&settings)
+        .map_err(|e| DataFusionError::Internal(format!("settings: {e}")))?;
+    let mut files: Vec<(&str, String)> = vec![
+        ("config.json", config_text),
+        ("preprocessor_config.json", preprocessor_text),
+        ("tokenizer.json", tokenizer_text),
+        (SETTINGS, format!("{settings_text}\n")),
+    ];
+    if let Some(text) = tokenizer_config {
+        files.push(("tokenizer_config.json", text));
+    }
+
+    let metrics_path = args.out.join("metrics.jsonl");
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|e| io_err(&metrics_path, "open", e))?;
+    let stop = args.stop_after.unwrap_or(u64::MAX).min(settings.steps);
+    let mut progress = ProgressBar::new(!status.is_quiet() && std::io::stderr().is_terminal());
+    let started = Instant::now();
+    let first = state.step;
+    while state.step < stop {
+        let batch = batch_of(state.step, &settings, &examples, &pre);
+        let lr = cosine_lr(settings.lr, settings.warmup, settings.steps, state.step);
+        let stats = trainer.step(&batch, lr).map_err(model_err)?;
+        state.step += 1;
+        let line = serde_json::json!({
+            "step": state.step,
+            "task": task_of(state.step - 1).name(),
+            "loss": stats.loss,
+            "token_accuracy": stats.token_accuracy,
+            "tokens": stats.tokens,
+            "lr": lr,
+        });
+        writeln!(metrics, "{line}").map_err(|e| io_err(&metrics_path, "write", e))?;
+        let done = state.step - first;
+        let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+        let rate = done as f64 / elapsed;
+        progress.update(StepView {
+            step: state.step,
+            total: stop,
+            loss: stats.loss,
+            lr,
+            pairs_per_s: rate * settings.batch as f64,
+            eta: (stop - state.step) as f64 / rate.max(1e-9),
+        });
+        if state.step % args.log_every.max(1) == 0 || state.step == stop {
+            progress.line(&format!(
+                "step {}/{}: {} loss {:.4}, token accuracy {:.3}, lr {lr:.2e}, {:.1} rows/s",
+                state.step,
+                settings.steps,
+                task_of(state.step - 1).name(),
+                stats.loss,
+                stats.token_accuracy,
+                rate * settings.batch as f64
+            ));
+        }
+        if state.step % args.save_every.max(1) == 0 || state.step == stop {
+            save(&args.out, &trainer, &files, state)?;
+        }
+    }
+    progress.clear();
+    if state.step == first {
+        save(&args.out, &trainer, &files, state)?;
+    }
+    status.line(&format!(
+        "refiner checkpoint at step {} of {} in {}",
+        state.step,
+        settings.steps,
+        args.out.display()
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_follow_the_ten_step_cycle() {
+        let counts = Task::ALL.map(|t| (0..1000).filter(|&s| task_of(s) == t).count());
+        assert_eq!(counts, [300, 300, 200, 200]);
+    }
+}
