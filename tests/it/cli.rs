@@ -422,7 +422,18 @@ fn bad_inputs_get_clear_errors() {
 #[test]
 fn demo_walks_through_the_pool() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let run = hqflow_in(dir.path(), &["demo", "--out", "demo", "--rows", "300"]);
+    let run = hqflow_in(
+        dir.path(),
+        &[
+            "demo",
+            "--out",
+            "demo",
+            "--rows",
+            "300",
+            "--train-steps",
+            "4",
+        ],
+    );
     let out = run.ok();
     for section in [
         "conforms to the pool contract",
@@ -431,7 +442,15 @@ fn demo_walks_through_the_pool() {
         "queries/dfn_filter.sql",
         "queries/dfn_vs_truth.sql",
         "COPY:",
+        "queries/refine.sql",
+        "conforms to the refined contract",
+        "queries/stats/pos_neg_overlap.sql",
+        "hqflow world judge",
+        "positive tags precision",
         "hqflow report -t scored=",
+        "hqflow-train fit",
+        "fine-tuned for 4 steps",
+        "compositional accuracy",
     ] {
         assert!(
             out.contains(section),
@@ -476,8 +495,33 @@ fn demo_walks_through_the_pool() {
         values[4] * 10 >= values[1] * 6,
         "the DFN should keep mostly correct pairs (60%+): {csv}"
     );
+    // The refined texts as JSON keyed by uid: one object per refined kept row.
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("demo/refined.json")).expect("refined.json"),
+    )
+    .expect("JSON");
+    let refined = json.as_object().expect("keyed by uid");
+    assert!(!refined.is_empty() && refined.len() as u64 <= values[1]);
+    for texts in refined.values() {
+        assert!(
+            texts["long_pos"].is_string() && texts["short_pos"].is_array(),
+            "{texts}"
+        );
+    }
+    assert!(report.contains("Most frequent positive tags"));
     // Same seed, same pool.
-    let again = hqflow_in(dir.path(), &["demo", "--out", "demo2", "--rows", "300"]);
+    let again = hqflow_in(
+        dir.path(),
+        &[
+            "demo",
+            "--out",
+            "demo2",
+            "--rows",
+            "300",
+            "--train-steps",
+            "0",
+        ],
+    );
     again.ok();
     let digest = |p: &str| {
         let t = format!("p={p}");
