@@ -252,7 +252,7 @@ pub async fn run(args: &DemoArgs, status: Status) -> Result<Outcome> {
          HQ-CLIP released VLM-150M)",
         json.display()
     );
-    let judged = judge_refined(&ctx).await?;
+    let judged = crate::world::judge::judge_tables(&ctx, "refined", Some("pool")).await?;
     let all = &judged.all;
     println!(
         "\n== hqflow world judge --table {} --truth {}\n\
@@ -331,21 +331,6 @@ pub async fn run(args: &DemoArgs, status: Status) -> Result<Outcome> {
         refined = refined_dir.display()
     );
     Ok(Outcome::Success)
-}
-
-/// The refined rows judged against the pool's hidden truth.
-async fn judge_refined(ctx: &SessionContext) -> Result<crate::world::judge::Report> {
-    let batches = ctx
-        .sql(
-            "SELECT arrow_cast(p.truth_scene, 'Utf8') AS truth_scene, \
-             arrow_cast(p.truth_quality, 'Utf8') AS truth_quality, \
-             arrow_cast(r.long_pos, 'Utf8') AS long_pos, arrow_cast(r.long_neg, 'Utf8') AS long_neg, \
-             r.short_pos, r.short_neg FROM refined r JOIN pool p ON r.uid = p.uid",
-        )
-        .await?
-        .collect()
-        .await?;
-    crate::world::judge::judge(&batches)
 }
 
 /// Fine-tunes the built-in DFN on the refined table (HQ-CLIP's losses) and evaluates it and

@@ -283,17 +283,7 @@ fn batch_of(step: u64, settings: &Settings, examples: &[Example], pre: &Preproce
     let mut batch = VlmBatch::default();
     for i in 0..settings.batch {
         let e = &examples[rng.below(examples.len())];
-        let plane = e.pixels.len() / 3;
-        let scale = pre.rescale.unwrap_or(1.0);
-        batch
-            .pixels
-            .extend(e.pixels.iter().enumerate().map(|(k, &v)| {
-                let v = f32::from(v) * scale;
-                match &pre.normalize {
-                    Some((mean, std)) => (v - mean[k / plane]) / std[k / plane],
-                    None => v,
-                }
-            }));
+        batch.pixels.extend(pre.normalize_planes(&e.pixels));
         batch.prompts.push((i, e.alt_text.clone(), task));
         batch.targets.push(e.targets[task.index()].clone());
     }

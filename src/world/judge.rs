@@ -228,40 +228,48 @@ pub fn judge(batches: &[RecordBatch]) -> Result<Report> {
     })
 }
 
-/// The SQL that reads a table in the shape [`judge`] wants.
-pub fn select_sql(has_quality: bool) -> String {
-    format!(
-        "SELECT arrow_cast(truth_scene, 'Utf8') AS truth_scene, {}arrow_cast(long_pos, 'Utf8') \
-         AS long_pos, arrow_cast(long_neg, 'Utf8') AS long_neg, short_pos, short_neg FROM refined",
-        if has_quality {
-            "arrow_cast(truth_quality, 'Utf8') AS truth_quality, "
-        } else {
-            ""
-        }
-    )
+/// Judges the texts in the session's table `texts`, with the truth columns from `truth`
+/// (joined on `uid`) or else from `texts` itself.
+pub async fn judge_tables(
+    ctx: &datafusion::prelude::SessionContext,
+    texts: &str,
+    truth: Option<&str>,
+) -> Result<Report> {
+    let (from, t, x) = match truth {
+        Some(truth) => (
+            format!("{texts} x JOIN {truth} t ON x.uid = t.uid"),
+            "t.",
+            "x.",
+        ),
+        None => (texts.to_string(), "", ""),
+    };
+    let truth_schema = ctx.table(truth.unwrap_or(texts)).await?.schema().clone();
+    let quality = if truth_schema
+        .field_with_unqualified_name("truth_quality")
+        .is_ok()
+    {
+        format!("arrow_cast({t}truth_quality, 'Utf8') AS truth_quality, ")
+    } else {
+        String::new()
+    };
+    let sql = format!(
+        "SELECT arrow_cast({t}truth_scene, 'Utf8') AS truth_scene, {quality}\
+         arrow_cast({x}long_pos, 'Utf8') AS long_pos, arrow_cast({x}long_neg, 'Utf8') AS long_neg, \
+         {x}short_pos AS short_pos, {x}short_neg AS short_neg FROM {from}"
+    );
+    judge(&ctx.sql(&sql).await?.collect().await?)
 }
 
 /// Reads the table, judges it, prints the report as JSON (and writes it to `--out`).
 pub async fn run(args: &JudgeArgs, status: crate::cli::Status) -> Result<crate::cli::Outcome> {
     let ctx = crate::session::new_context()?;
-    let mut schema = crate::tables::register_parquet_table(&ctx, "texts", &args.table).await?;
-    let view = match &args.truth {
-        Some(pool) => {
-            schema = crate::tables::register_parquet_table(&ctx, "truth", pool).await?;
-            "SELECT truth.truth_scene, truth.truth_quality, texts.long_pos, texts.long_neg, \
-             texts.short_pos, texts.short_neg FROM texts JOIN truth ON texts.uid = truth.uid"
-        }
-        None => "SELECT * FROM texts",
-    };
-    ctx.sql(&format!("CREATE VIEW refined AS {view}")).await?;
-    let has_quality = schema.field_with_name("truth_quality").is_ok();
-    let batches = ctx
-        .sql(&select_sql(has_quality))
+    crate::tables::register_parquet_table(&ctx, "texts", &args.table).await?;
+    if let Some(pool) = &args.truth {
+        crate::tables::register_parquet_table(&ctx, "truth", pool).await?;
+    }
+    let report = judge_tables(&ctx, "texts", args.truth.as_ref().map(|_| "truth"))
         .await
-        .map_err(|e| e.context(format!("--table {}", args.table)))?
-        .collect()
-        .await?;
-    let report = judge(&batches)?;
+        .map_err(|e| e.context(format!("--table {}", args.table)))?;
     let json = serde_json::to_string_pretty(&report)
         .map_err(|e| DataFusionError::Internal(format!("judgement: {e}")))?;
     if let Some(out) = &args.out {

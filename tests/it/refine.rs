@@ -618,7 +618,11 @@ fn the_built_in_refiner_is_judged_against_the_hidden_truth() {
     let joined = judged(&["world", "judge", "--table", "refined", "--truth", "pool"]);
     assert_eq!(report, joined);
     let all = &report["all"];
-    let metric = |name: &str| all[name].as_f64().unwrap_or_else(|| panic!("{name}: {all}"));
+    let metric = |name: &str| {
+        all[name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name}: {all}"))
+    };
     assert_eq!(all["rows"], 96);
     // Rows without an alt-text (the pool's empty class) are NULL, not refined.
     let empty = report["by_quality"]["empty"]["rows"].as_u64().unwrap_or(0);

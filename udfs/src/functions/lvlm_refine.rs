@@ -115,24 +115,32 @@ fn backend_for(options: &HqflowOptions, explicit: Option<&str>) -> Result<Backen
                 endpoint,
             })
         }
-        ModelLocation::Directory(dir) => {
-            // Checked before any row runs: a CLIP or a missing directory is a plan error.
-            let config = std::fs::read_to_string(Path::new(dir).join("config.json"))
-                .map_err(|e| e.to_string())
-                .and_then(|text| VlmConfig::from_json(&text));
-            if let Err(e) = config {
-                return plan_err!(
-                    "{NAME}: backend '{name}': '{dir}' is not a refiner checkpoint ({e}); \
-                     {NAME} runs refiners written by `hqflow-train refiner`, or an \
-                     OpenAI-compatible server registered as http(s)://HOST:PORT/v1?model=MODEL_ID"
-                );
-            }
-            Ok(Backend::Local {
-                name: name.to_string(),
-                dir: PathBuf::from(dir),
-            })
+        ModelLocation::Directory(dir) => Ok(Backend::Local {
+            name: name.to_string(),
+            dir: PathBuf::from(dir),
+        }),
+    }
+}
+
+/// [`backend_for`], with a checkpoint directory checked to hold a refiner: at planning, so
+/// that a CLIP or a missing directory is a plan error before any row runs (rows then load
+/// the checkpoint once, through the model registry).
+fn planned_backend(options: &HqflowOptions, explicit: Option<&str>) -> Result<Backend> {
+    let backend = backend_for(options, explicit)?;
+    if let Backend::Local { name, dir } = &backend {
+        let config = std::fs::read_to_string(dir.join("config.json"))
+            .map_err(|e| e.to_string())
+            .and_then(|text| VlmConfig::from_json(&text));
+        if let Err(e) = config {
+            return plan_err!(
+                "{NAME}: backend '{name}': '{}' is not a refiner checkpoint ({e}); {NAME} runs \
+                 refiners written by `hqflow-train refiner`, or an OpenAI-compatible server \
+                 registered as http(s)://HOST:PORT/v1?model=MODEL_ID",
+                dir.display()
+            );
         }
     }
+    Ok(backend)
 }
 
 fn client_settings(options: &HqflowOptions) -> ClientSettings {
@@ -283,9 +291,9 @@ fn locally(
             }
             rows_failed(NAME, options, failures)?;
             for chunk in ready.chunks(options.model_batch.max(1)) {
-                let inputs: Vec<(Vec<f32>, &str)> = chunk
+                let inputs: Vec<(&[f32], &str)> = chunk
                     .iter()
-                    .map(|(_, pixels, text)| (pixels.clone(), *text))
+                    .map(|(_, pixels, text)| (pixels.as_slice(), *text))
                     .collect();
                 let written = off_worker(|| model.refine(&inputs)).map_err(|e| {
                     DataFusionError::Execution(format!("{NAME}: backend '{backend}': {e}"))
@@ -319,7 +327,7 @@ impl ScalarUDFImpl for LvlmRefine {
             3 => model_argument(NAME, 3, args.scalar_arguments[2])?,
             _ => None,
         };
-        backend_for(&self.options.0, explicit.as_deref())?;
+        planned_backend(&self.options.0, explicit.as_deref())?;
         Ok(Field::new(NAME, DataType::Struct(refinement_fields()), true).into())
     }
 
@@ -423,7 +431,7 @@ mod tests {
             Backend::Local { dir, .. } => assert_eq!(dir, built_in),
             Backend::Server { .. } => panic!("'mine' is a directory"),
         }
-        let clip = backend_for(&options, Some("clip"))
+        let clip = planned_backend(&options, Some("clip"))
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

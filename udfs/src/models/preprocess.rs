@@ -262,7 +262,12 @@ impl Preprocessor {
     /// Runs the whole pipeline on decoded RGB on the CPU, returning CHW f32 values: the same
     /// f32 operations as [`Self::normalize_tensor`], element by element.
     pub fn process_rgb(&self, rgb: &RgbImage) -> Vec<f32> {
-        let planes = self.crop_rgb(rgb);
+        self.normalize_planes(&self.crop_rgb(rgb))
+    }
+
+    /// Rescales and normalizes 8-bit CHW planes (from [`Self::crop_bytes`]) into the f32
+    /// values the model reads.
+    pub fn normalize_planes(&self, planes: &[u8]) -> Vec<f32> {
         let plane = planes.len() / 3;
         let scale = self.rescale.unwrap_or(1.0);
         planes

@@ -1,5 +1,5 @@
 //! Each checkpoint is loaded once per process and device, whatever the number of sessions,
-//! queries and partitions that use it, and gets one forward thread (its batcher).
+//! queries and partitions that use it; a CLIP gets one forward thread (its batcher).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,52 +10,47 @@ use super::device::DeviceSpec;
 use super::vlm_checkpoint::VlmCheckpoint;
 use super::{ClipCheckpoint, ModelError, ModelResult};
 
-type Loaded = HashMap<(PathBuf, DeviceSpec), Arc<Batcher>>;
+/// Loaded models of one kind, by canonical directory and device.
+type Loaded<T> = Mutex<HashMap<(PathBuf, DeviceSpec), Arc<T>>>;
 
-fn loaded() -> &'static Mutex<Loaded> {
-    static LOADED: OnceLock<Mutex<Loaded>> = OnceLock::new();
-    LOADED.get_or_init(Mutex::default)
-}
-
-/// The CLIP checkpoint in `dir` on `device`, loaded on first use.
-pub fn clip(dir: &Path, device: DeviceSpec) -> ModelResult<Arc<Batcher>> {
+/// The model in `dir` on `device` from `loaded`, or `load`ed (from the canonical
+/// directory) and kept there on first use.
+fn once<T>(
+    loaded: &Loaded<T>,
+    dir: &Path,
+    device: DeviceSpec,
+    load: impl FnOnce(&Path) -> ModelResult<T>,
+) -> ModelResult<Arc<T>> {
     let key = dir
         .canonicalize()
         .map_err(|e| ModelError(format!("checkpoint '{}': {e}", dir.display())))?;
-    let mut cache = loaded()
+    let mut cache = loaded
         .lock()
         .map_err(|_| ModelError("model registry poisoned by a panic".into()))?;
     if let Some(model) = cache.get(&(key.clone(), device)) {
         return Ok(Arc::clone(model));
     }
-    tracing::info!(checkpoint = %key.display(), %device, "loading CLIP checkpoint");
-    let checkpoint = Arc::new(ClipCheckpoint::load(&key, &device.open()?)?);
-    let model = Arc::new(Batcher::start(checkpoint)?);
+    let model = Arc::new(load(&key)?);
     cache.insert((key, device), Arc::clone(&model));
     Ok(model)
 }
 
-type LoadedRefiners = HashMap<(PathBuf, DeviceSpec), Arc<VlmCheckpoint>>;
-
-fn loaded_refiners() -> &'static Mutex<LoadedRefiners> {
-    static LOADED: OnceLock<Mutex<LoadedRefiners>> = OnceLock::new();
-    LOADED.get_or_init(Mutex::default)
+/// The CLIP checkpoint in `dir` on `device`, loaded on first use.
+pub fn clip(dir: &Path, device: DeviceSpec) -> ModelResult<Arc<Batcher>> {
+    static LOADED: OnceLock<Loaded<Batcher>> = OnceLock::new();
+    once(LOADED.get_or_init(Mutex::default), dir, device, |key| {
+        tracing::info!(checkpoint = %key.display(), %device, "loading CLIP checkpoint");
+        let checkpoint = Arc::new(ClipCheckpoint::load(key, &device.open()?)?);
+        Batcher::start(checkpoint)
+    })
 }
 
 /// The refiner checkpoint in `dir` on `device`, loaded on first use. Callers run it on
 /// their own threads: a row batch is already many sequences.
 pub fn refiner(dir: &Path, device: DeviceSpec) -> ModelResult<Arc<VlmCheckpoint>> {
-    let key = dir
-        .canonicalize()
-        .map_err(|e| ModelError(format!("checkpoint '{}': {e}", dir.display())))?;
-    let mut cache = loaded_refiners()
-        .lock()
-        .map_err(|_| ModelError("model registry poisoned by a panic".into()))?;
-    if let Some(model) = cache.get(&(key.clone(), device)) {
-        return Ok(Arc::clone(model));
-    }
-    tracing::info!(checkpoint = %key.display(), %device, "loading refiner checkpoint");
-    let model = Arc::new(VlmCheckpoint::load(&key, &device.open()?)?);
-    cache.insert((key, device), Arc::clone(&model));
-    Ok(model)
+    static LOADED: OnceLock<Loaded<VlmCheckpoint>> = OnceLock::new();
+    once(LOADED.get_or_init(Mutex::default), dir, device, |key| {
+        tracing::info!(checkpoint = %key.display(), %device, "loading refiner checkpoint");
+        VlmCheckpoint::load(key, &device.open()?)
+    })
 }

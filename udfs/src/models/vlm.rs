@@ -126,12 +126,12 @@ impl Vlm {
     }
 
     /// The prefix of each prompt, [prompts, prefix_length, hidden] with positions added, and
-    /// which alt-text slots are padding (`true`), per prompt.
+    /// how many alt-text slots each fills (the rest are padding).
     fn prefix(
         &self,
         images: &Tensor,
         prompts: &[Prompt],
-    ) -> candle_core::Result<(Tensor, Vec<Vec<bool>>)> {
+    ) -> candle_core::Result<(Tensor, Vec<usize>)> {
         let c = &self.config;
         let l = c.alt_text_length;
         let pad = c.decoder_config.pad_token_id;
@@ -144,7 +144,7 @@ impl Vlm {
             let kept = p.alt_text.len().min(l);
             ids.extend_from_slice(&p.alt_text[..kept]);
             ids.extend(std::iter::repeat_n(pad, l - kept));
-            padding.push((0..l).map(|i| i >= kept).collect());
+            padding.push(kept);
         }
         let alt = self.embed(&Tensor::from_vec(ids, (b, l), &self.device)?)?;
         let tasks: Vec<u32> = prompts.iter().map(|p| p.task.index() as u32).collect();
@@ -161,20 +161,24 @@ impl Vlm {
     /// Additive mask [b, 1, n, n] over a prefix of `p` tokens and `n - p` written tokens:
     /// the prefix sees all of itself, written tokens see the prefix and what precedes them,
     /// nobody sees padding.
-    fn mask(&self, padding: &[Vec<bool>], n: usize) -> candle_core::Result<Tensor> {
-        let image = self.config.image_tokens();
+    fn mask(&self, filled: &[usize], n: usize) -> candle_core::Result<Tensor> {
         let p = self.config.prefix_length();
-        let mut mask = Vec::with_capacity(padding.len() * n * n);
-        for pad in padding {
+        let mut mask = Vec::with_capacity(filled.len() * n * n);
+        for &kept in filled {
             for i in 0..n {
                 for j in 0..n {
-                    let hidden = (j >= image && j < image + pad.len() && pad[j - image])
-                        || (j >= p && j > i);
+                    let hidden = self.is_padding(kept, j) || (j >= p && j > i);
                     mask.push(if hidden { f32::NEG_INFINITY } else { 0.0 });
                 }
             }
         }
-        Tensor::from_vec(mask, (padding.len(), 1, n, n), &self.device)
+        Tensor::from_vec(mask, (filled.len(), 1, n, n), &self.device)
+    }
+
+    /// Whether position `j` is an alt-text slot left empty by an alt-text of `kept` tokens.
+    fn is_padding(&self, kept: usize, j: usize) -> bool {
+        let first = self.config.image_tokens() + kept;
+        j >= first && j < self.config.image_tokens() + self.config.alt_text_length
     }
 
     /// Teacher-forced cross-entropy of writing `targets[i]` (ids ending in EOS) for
@@ -293,8 +297,6 @@ impl Vlm {
                 break;
             }
             let ids: Vec<u32> = keep.iter().map(|&r| next[r]).collect();
-            let mut pad_rows: Vec<Vec<bool>> =
-                keep.iter().map(|&r| padding[active[r]].clone()).collect();
             if keep.len() < active.len() {
                 let rows = Tensor::from_vec(
                     keep.iter().map(|&r| r as u32).collect::<Vec<u32>>(),
@@ -312,11 +314,10 @@ impl Vlm {
                 .broadcast_add(&self.embed_positions.narrow(0, position, 1)?)?;
             // The new token sees every cached token but padding, and itself.
             let n = position + 1;
-            let image = c.image_tokens();
             let mut step_mask = Vec::with_capacity(active.len() * n);
-            for pad in pad_rows.drain(..) {
+            for &prompt in &active {
                 for j in 0..n {
-                    let hidden = j >= image && j < image + pad.len() && pad[j - image];
+                    let hidden = self.is_padding(padding[prompt], j);
                     step_mask.push(if hidden { f32::NEG_INFINITY } else { 0.0 });
                 }
             }

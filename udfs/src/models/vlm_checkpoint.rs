@@ -105,7 +105,7 @@ impl VlmCheckpoint {
 
     /// The four texts for each (pixels from [`VlmCheckpoint::pixels`], alt-text) row, written
     /// in one batch (4 sequences per row).
-    pub fn refine(&self, rows: &[(Vec<f32>, &str)]) -> ModelResult<Vec<Refinement>> {
+    pub fn refine(&self, rows: &[(&[f32], &str)]) -> ModelResult<Vec<Refinement>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
