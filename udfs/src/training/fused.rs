@@ -128,14 +128,18 @@ fn map_elements2(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> 
 }
 
 /// Σ over rows of `f(row of xs, row of ys)`, d values: rows split among tasks, each task
-/// summing into its own accumulator, the accumulators added at the end.
+/// summing into its own accumulator, the accumulators added at the end in row order. (A
+/// rayon `reduce` would add them in an order that depends on work stealing, so the same
+/// step would round differently from run to run, and a resumed run would not repeat the
+/// one it resumes.)
 fn sum_over_rows(
     xs: &[f32],
     ys: &[f32],
     d: usize,
     f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
 ) -> Vec<f32> {
-    xs.par_chunks(d * ROWS_PER_TASK)
+    let partial: Vec<Vec<f32>> = xs
+        .par_chunks(d * ROWS_PER_TASK)
         .zip(ys.par_chunks(d * ROWS_PER_TASK))
         .map(|(xs, ys)| {
             let mut acc = vec![0f32; d];
@@ -144,13 +148,12 @@ fn sum_over_rows(
             }
             acc
         })
-        .reduce(
-            || vec![0f32; d],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            },
-        )
+        .collect();
+    let mut sum = vec![0f32; d];
+    for acc in &partial {
+        sum.iter_mut().zip(acc).for_each(|(s, a)| *s += a);
+    }
+    sum
 }
 
 /// Column sums of `rows` [R, d] laid out row after row.
