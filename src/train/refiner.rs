@@ -12,6 +12,12 @@
 //! `refiner_args.json`, `metrics.jsonl` and `train_state.json` (written last) for `--resume`.
 //! Seed sets are small (HQ-CLIP's is a few percent of the refined set), so the table is read
 //! into memory once: decoded 8-bit pixels and token ids.
+//!
+//! With `--tag-weight` above 0 (the default), a tagging head on the vision tower learns the
+//! seed rows' positive tags alongside the texts, on `--tag-batch` images of its own each step
+//! (see `VlmTrainer`); the tag vocabulary is every positive tag seen at least
+//! [`MIN_TAG_ROWS`] times (`tags.json`). `--from` starts from a refiner checkpoint instead of
+//! a fresh decoder, to go on training one with another schedule or objective.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -102,6 +108,21 @@ pub struct RefinerArgs {
     /// Where to train: cpu (default), cuda[:N] or metal[:N].
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Start from this refiner checkpoint (its config and weights; the decoder shape
+    /// options are ignored) instead of a fresh decoder on --clip's tower.
+    #[arg(long, conflicts_with = "clip")]
+    pub from: Option<PathBuf>,
+    /// Weight of the tagging head's loss (binary cross-entropy summed over tags, mean over
+    /// images) against the texts' token cross-entropy; 0 trains no tagging head.
+    #[arg(long, default_value_t = 0.25)]
+    pub tag_weight: f64,
+    /// Images the tagging head sees per step.
+    #[arg(long, default_value_t = 128)]
+    pub tag_batch: usize,
+    /// The refiner's `negative_contrast` (contrastive decoding of long negatives; 0 is plain
+    /// greedy). Default: the --from checkpoint's, else 1.
+    #[arg(long)]
+    pub negative_contrast: Option<f32>,
 }
 
 /// The settings a resumed run keeps.
@@ -112,6 +133,11 @@ struct Settings {
     lr: f64,
     warmup: u64,
     seed: u64,
+    /// 0 in runs saved before the tagging head existed.
+    #[serde(default)]
+    tag_weight: f64,
+    #[serde(default)]
+    tag_batch: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -121,6 +147,11 @@ struct TrainState {
 
 const STATE: &str = "train_state.json";
 const SETTINGS: &str = "refiner_args.json";
+const TAGS: &str = "tags.json";
+const TAGGER: &str = "tagger.safetensors";
+
+/// Seed rows a positive tag must appear in to join the tagging head's vocabulary.
+pub const MIN_TAG_ROWS: usize = 5;
 
 /// One seed row, ready to batch.
 struct Example {
@@ -130,6 +161,10 @@ struct Example {
     alt_text: Vec<u32>,
     /// Each task's text as token ids ending in EOS (no start token), in [`Task::ALL`] order.
     targets: [Vec<u32>; 4],
+    /// The positive tags.
+    short_pos: Vec<String>,
+    /// Their indices in the tag vocabulary (filled once it is known).
+    tags: Vec<usize>,
 }
 
 /// The task of 0-based step `step`: long texts on 6 steps in 10, tags on 4.
@@ -209,6 +244,8 @@ async fn read_examples(
                     target(&row.tags[0].join(TAG_SEPARATOR))?,
                     target(&row.tags[1].join(TAG_SEPARATOR))?,
                 ],
+                short_pos: row.tags[0].clone(),
+                tags: Vec::new(),
             });
         }
     }
@@ -269,6 +306,7 @@ fn new_config(
         },
         alt_text_length: args.alt_text_length,
         max_new_tokens,
+        negative_contrast: 1.0,
     };
     config
         .check()
@@ -276,8 +314,44 @@ fn new_config(
     Ok(config)
 }
 
+/// The tagging head's vocabulary: positive tags in at least [`MIN_TAG_ROWS`] rows, sorted.
+fn tag_vocabulary(examples: &[Example]) -> Vec<String> {
+    let mut rows: std::collections::BTreeMap<&str, usize> = Default::default();
+    for e in examples {
+        for tag in &e.short_pos {
+            *rows.entry(tag.as_str()).or_default() += 1;
+        }
+    }
+    rows.into_iter()
+        .filter(|&(_, n)| n >= MIN_TAG_ROWS)
+        .map(|(tag, _)| tag.to_string())
+        .collect()
+}
+
+/// Fills each example's tag indices (tags outside `vocabulary` are left out).
+fn index_tags(examples: &mut [Example], vocabulary: &[String]) {
+    let index: std::collections::HashMap<&str, usize> = vocabulary
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
+    for e in examples {
+        e.tags = e
+            .short_pos
+            .iter()
+            .filter_map(|t| index.get(t.as_str()).copied())
+            .collect();
+    }
+}
+
 /// The batch of 0-based step `step`.
-fn batch_of(step: u64, settings: &Settings, examples: &[Example], pre: &Preprocessor) -> VlmBatch {
+fn batch_of(
+    step: u64,
+    settings: &Settings,
+    tags: usize,
+    examples: &[Example],
+    pre: &Preprocessor,
+) -> VlmBatch {
     let mut rng = Rng::stream(settings.seed, &[0x7265_6669_6e65, step]);
     let task = task_of(step);
     let mut batch = VlmBatch::default();
@@ -287,6 +361,19 @@ fn batch_of(step: u64, settings: &Settings, examples: &[Example], pre: &Preproce
         batch.prompts.push((i, e.alt_text.clone(), task));
         batch.targets.push(e.targets[task.index()].clone());
     }
+    if tags > 0 && settings.tag_weight > 0.0 {
+        // A stream of its own, so that the text batches are those of a run without tags.
+        let mut rng = Rng::stream(settings.seed, &[0x7461_6773, step]);
+        for _ in 0..settings.tag_batch {
+            let e = &examples[rng.below(examples.len())];
+            batch.tag_pixels.extend(pre.normalize_planes(&e.pixels));
+            let mut hot = vec![0f32; tags];
+            for &t in &e.tags {
+                hot[t] = 1.0;
+            }
+            batch.tag_targets.extend(hot);
+        }
+    }
     batch
 }
 
@@ -295,10 +382,16 @@ fn save(
     trainer: &VlmTrainer,
     files: &[(&str, String)],
     state: TrainState,
+    tagging: bool,
 ) -> Result<()> {
     write_atomic(&out.join("model.safetensors"), |tmp| {
         trainer.save_weights(tmp).map_err(model_err)
     })?;
+    if tagging {
+        write_atomic(&out.join(TAGGER), |tmp| {
+            trainer.save_tagger(tmp).map_err(model_err)
+        })?;
+    }
     write_atomic(&out.join("optimizer.safetensors"), |tmp| {
         trainer.save_optimizer(tmp).map_err(model_err)
     })?;
@@ -317,12 +410,11 @@ fn json_err(what: &str, e: serde_json::Error) -> DataFusionError {
 /// Trains the refiner.
 pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
     let device = open_device(&args.device)?;
-    let clip_dir = match &args.clip {
-        Some(dir) => dir.clone(),
-        None => hqflow_udfs::models::embedded::directory().map_err(model_err)?,
+    // Where the tower (or the whole refiner), the preprocessing and the tokenizer come from.
+    let clip_dir = match (&args.from, &args.clip) {
+        (Some(dir), _) | (None, Some(dir)) => dir.clone(),
+        (None, None) => hqflow_udfs::models::embedded::directory().map_err(model_err)?,
     };
-    let clip: ClipConfig = serde_json::from_str(&read_text(&clip_dir.join("config.json"))?)
-        .map_err(|e| json_err(&format!("{}/config.json", clip_dir.display()), e))?;
     let preprocessor_text = read_text(&clip_dir.join("preprocessor_config.json"))?;
     let pre = Preprocessor::from_json(&preprocessor_text).map_err(model_err)?;
     let tokenizer_path = clip_dir.join("tokenizer.json");
@@ -334,14 +426,14 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
         ClipTokenizer::from_file(&tokenizer_path, TARGET_CONTEXT).map_err(model_err)?;
     std::fs::create_dir_all(&args.out).map_err(|e| io_err(&args.out, "create", e))?;
 
-    let examples = read_examples(args, &pre, &alt_tokenizer, &target_tokenizer, status).await?;
+    let mut examples = read_examples(args, &pre, &alt_tokenizer, &target_tokenizer, status).await?;
     let optim = OptimConfig {
         beta1: 0.9,
         beta2: 0.98,
         eps: 1e-6,
         weight_decay: 0.1,
     };
-    let (mut trainer, settings, config_text, mut state) = if args.resume {
+    let (mut trainer, settings, config_text, mut state, vocabulary) = if args.resume {
         let config_text = read_text(&args.out.join("config.json"))?;
         let config = VlmConfig::from_json(&config_text).map_err(|e| {
             DataFusionError::Plan(format!("{}/config.json: {e}", args.out.display()))
@@ -351,11 +443,28 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
         settings.steps = settings.steps.max(args.steps);
         let state: TrainState = serde_json::from_str(&read_text(&args.out.join(STATE))?)
             .map_err(|e| json_err(STATE, e))?;
-        let mut trainer =
-            VlmTrainer::from_scratch(config, settings.seed, optim, &device).map_err(model_err)?;
+        let vocabulary: Vec<String> = if settings.tag_weight > 0.0 {
+            serde_json::from_str(&read_text(&args.out.join(TAGS))?)
+                .map_err(|e| json_err(TAGS, e))?
+        } else {
+            Vec::new()
+        };
+        let mut trainer = VlmTrainer::with_tagger(
+            config,
+            settings.seed,
+            optim,
+            &device,
+            Some((vocabulary.len(), settings.tag_weight)),
+        )
+        .map_err(model_err)?;
         trainer
             .load_weights(&args.out.join("model.safetensors"), "")
             .map_err(model_err)?;
+        if !vocabulary.is_empty() {
+            trainer
+                .load_tagger(&args.out.join(TAGGER))
+                .map_err(model_err)?;
+        }
         trainer
             .load_optimizer(&args.out.join("optimizer.safetensors"))
             .map_err(model_err)?;
@@ -366,7 +475,7 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
             state.step,
             settings.steps
         ));
-        (trainer, settings, config_text, state)
+        (trainer, settings, config_text, state, vocabulary)
     } else {
         if args.out.join(STATE).exists() {
             return Err(DataFusionError::Plan(format!(
@@ -374,15 +483,26 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
                 args.out.display()
             )));
         }
-        let vocab = clip.text_config.vocab_size;
-        // The tokenizer's start token: the first id of any encoding.
-        let bos = target_tokenizer
-            .encode("")
-            .map_err(model_err)?
-            .first()
-            .copied()
-            .unwrap_or(0);
-        let config = new_config(args, &clip, vocab, bos, &examples)?;
+        let source_config = read_text(&clip_dir.join("config.json"))?;
+        let config_err = |e| json_err(&format!("{}/config.json", clip_dir.display()), e);
+        let config = if args.from.is_some() {
+            VlmConfig::from_json(&source_config)
+                .map_err(|e| DataFusionError::Plan(format!("--from {}: {e}", clip_dir.display())))?
+        } else {
+            let clip: ClipConfig = serde_json::from_str(&source_config).map_err(config_err)?;
+            // The tokenizer's start token: the first id of any encoding.
+            let bos = target_tokenizer
+                .encode("")
+                .map_err(model_err)?
+                .first()
+                .copied()
+                .unwrap_or(0);
+            new_config(args, &clip, clip.text_config.vocab_size, bos, &examples)?
+        };
+        let mut config = config;
+        if let Some(contrast) = args.negative_contrast {
+            config.negative_contrast = contrast.max(0.0);
+        }
         let config_text = vlm_config_json(&config);
         let settings = Settings {
             steps: args.steps,
@@ -390,20 +510,47 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
             lr: args.lr,
             warmup: args.warmup,
             seed: args.seed,
+            tag_weight: args.tag_weight.max(0.0),
+            tag_batch: args.tag_batch,
         };
-        let trainer =
-            VlmTrainer::from_scratch(config, settings.seed, optim, &device).map_err(model_err)?;
+        let vocabulary = if settings.tag_weight > 0.0 && settings.tag_batch > 0 {
+            tag_vocabulary(&examples)
+        } else {
+            Vec::new()
+        };
+        let trainer = VlmTrainer::with_tagger(
+            config,
+            settings.seed,
+            optim,
+            &device,
+            Some((vocabulary.len(), settings.tag_weight)),
+        )
+        .map_err(model_err)?;
+        let (prefix, what) = match args.from {
+            Some(_) => ("", "refiner"),
+            None => ("vision_model.", "vision tower"),
+        };
         let loaded = trainer
-            .load_weights(&clip_dir.join("model.safetensors"), "vision_model.")
+            .load_weights(&clip_dir.join("model.safetensors"), prefix)
             .map_err(model_err)?;
         status.line(&format!(
-            "refiner: {} parameters; vision tower ({loaded} tensors) from {}",
+            "refiner: {} parameters; {what} ({loaded} tensors) from {}; tagging head over {} \
+             tags",
             trainer.parameter_count(),
-            clip_dir.display()
+            clip_dir.display(),
+            vocabulary.len()
         ));
         let _ = std::fs::remove_file(args.out.join("metrics.jsonl"));
-        (trainer, settings, config_text, TrainState::default())
+        (
+            trainer,
+            settings,
+            config_text,
+            TrainState::default(),
+            vocabulary,
+        )
     };
+    index_tags(&mut examples, &vocabulary);
+    let tagging = !vocabulary.is_empty();
     let settings_text = serde_json::to_string_pretty(&settings)
         .map_err(|e| DataFusionError::Internal(format!("settings: {e}")))?;
     let mut files: Vec<(&str, String)> = vec![
@@ -414,6 +561,11 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
     ];
     if let Some(text) = tokenizer_config {
         files.push(("tokenizer_config.json", text));
+    }
+    if tagging {
+        let tags_text = serde_json::to_string_pretty(&vocabulary)
+            .map_err(|e| DataFusionError::Internal(format!("tags: {e}")))?;
+        files.push((TAGS, format!("{tags_text}\n")));
     }
 
     let metrics_path = args.out.join("metrics.jsonl");
@@ -427,7 +579,7 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
     let started = Instant::now();
     let first = state.step;
     while state.step < stop {
-        let batch = batch_of(state.step, &settings, &examples, &pre);
+        let batch = batch_of(state.step, &settings, vocabulary.len(), &examples, &pre);
         let lr = cosine_lr(settings.lr, settings.warmup, settings.steps, state.step);
         let stats = trainer.step(&batch, lr).map_err(model_err)?;
         state.step += 1;
@@ -437,6 +589,8 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
             "loss": stats.loss,
             "token_accuracy": stats.token_accuracy,
             "tokens": stats.tokens,
+            "tag_loss": stats.tag_loss,
+            "tag_f1": stats.tag_f1,
             "lr": lr,
         });
         writeln!(metrics, "{line}").map_err(|e| io_err(&metrics_path, "write", e))?;
@@ -452,8 +606,16 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
             eta: (stop - state.step) as f64 / rate.max(1e-9),
         });
         if state.step % args.log_every.max(1) == 0 || state.step == stop {
+            let tags = if tagging {
+                format!(
+                    ", tag loss {:.3}, tag F1 {:.3}",
+                    stats.tag_loss, stats.tag_f1
+                )
+            } else {
+                String::new()
+            };
             progress.line(&format!(
-                "step {}/{}: {} loss {:.4}, token accuracy {:.3}, lr {lr:.2e}, {:.1} rows/s",
+                "step {}/{}: {} loss {:.4}, token accuracy {:.3}{tags}, lr {lr:.2e}, {:.1} rows/s",
                 state.step,
                 settings.steps,
                 task_of(state.step - 1).name(),
@@ -463,12 +625,12 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
             ));
         }
         if state.step % args.save_every.max(1) == 0 || state.step == stop {
-            save(&args.out, &trainer, &files, state)?;
+            save(&args.out, &trainer, &files, state, tagging)?;
         }
     }
     progress.clear();
     if state.step == first {
-        save(&args.out, &trainer, &files, state)?;
+        save(&args.out, &trainer, &files, state, tagging)?;
     }
     status.line(&format!(
         "refiner checkpoint at step {} of {} in {}",

@@ -212,10 +212,10 @@ pub fn judge(batches: &[RecordBatch]) -> Result<Report> {
                 short_neg: tags(sn, "short_neg", i)?,
             };
             all.add(&row, &scene);
-            if let Some(q) = quality {
-                if let Some(class) = text(q.as_ref(), "truth_quality", i)? {
-                    by_quality.entry(class).or_default().add(&row, &scene);
-                }
+            if let Some(q) = quality
+                && let Some(class) = text(q.as_ref(), "truth_quality", i)?
+            {
+                by_quality.entry(class).or_default().add(&row, &scene);
             }
         }
     }

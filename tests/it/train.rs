@@ -407,6 +407,25 @@ fn the_refiner_learns_resumes_exactly_and_runs_as_a_backend() {
     assert!(weights("a") == weights("b"), "resumed weights differ");
     assert_eq!(losses(&d.join("a")), losses(&d.join("b")));
     refiner_in(d, "a", &[]).fails_with(1, &["holds a run already", "--resume"]);
+    // The tagging head trained alongside, over the seed rows' positive tags; it is training
+    // state, kept beside the refiner and not in it.
+    let tags: Vec<String> =
+        serde_json::from_str(&fs::read_to_string(d.join("a/tags.json")).expect("tags"))
+            .expect("a tag list");
+    assert!(
+        !tags.is_empty() && tags.iter().all(|t| !t.contains(',')),
+        "{tags:?}"
+    );
+    assert!(d.join("a/tagger.safetensors").exists());
+    // --from goes on training a refiner checkpoint (its shape, not the options').
+    refiner_in(d, "f", &["--from", "a", "--tag-weight", "0"]).ok();
+    assert!(!d.join("f/tags.json").exists());
+    let config = |run: &str| -> serde_json::Value {
+        serde_json::from_str(&fs::read_to_string(d.join(run).join("config.json")).expect("config"))
+            .expect("json")
+    };
+    assert_eq!(config("f"), config("a"));
+    assert!(weights("f") != weights("a"), "--from trained nothing");
     // Every task trains: the task cycle's first six steps are long texts.
     let tasks: Vec<String> = fs::read_to_string(d.join("a/metrics.jsonl"))
         .expect("metrics")

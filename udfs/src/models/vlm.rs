@@ -16,7 +16,7 @@ use candle_nn::VarBuilder;
 use super::ModelResult;
 use super::blocks::{Dense, EncoderLayer, LayerCache, Mode, Norm, TowerShape, layer_norm};
 use super::clip::VisionTransformer;
-use super::vlm_config::{Task, VlmConfig};
+use super::vlm_config::{NEGATIVE_PLAUSIBILITY, Task, VlmConfig};
 
 /// One sequence to write: an image (index into the batch's pixels), its alt-text tokens and
 /// the task.
@@ -109,6 +109,12 @@ impl Vlm {
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The vision tower's tokens before the projection, [images, image_tokens,
+    /// vision_hidden], class token first: what an auxiliary head on the image reads.
+    pub fn vision_tokens(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
+        self.vision.tokens(pixels)
     }
 
     /// Image tokens in the decoder's width, [images, image_tokens, hidden].
@@ -252,17 +258,37 @@ impl Vlm {
     }
 
     /// Greedy texts (token ids, without EOS) for `prompts` over images `pixels`: each stops
-    /// at EOS or its task's bound. Run in [`Mode::Inference`].
+    /// at EOS or its task's bound; long negatives are decoded contrastively when the config
+    /// asks (see [`NEGATIVE_PLAUSIBILITY`]). Run in [`Mode::Inference`].
     pub fn generate(&self, pixels: &Tensor, prompts: &[Prompt]) -> ModelResult<Vec<Vec<u32>>> {
-        let mut written: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
         if prompts.is_empty() {
-            return Ok(written);
+            return Ok(Vec::new());
         }
         let c = &self.config;
+        // Each contrasted negative gets a guide: the same prompt asking for the long
+        // description, fed the negative's words instead of its own.
+        let mut all: Vec<Prompt> = prompts.to_vec();
+        let mut partner: Vec<Option<usize>> = vec![None; prompts.len()];
+        let mut guide: Vec<Option<usize>> = vec![None; prompts.len()];
+        if c.negative_contrast > 0.0 {
+            for (i, prompt) in prompts.iter().enumerate() {
+                if prompt.task == Task::LongNeg {
+                    guide[i] = Some(all.len());
+                    partner.push(Some(i));
+                    all.push(Prompt {
+                        task: Task::LongPos,
+                        ..prompt.clone()
+                    });
+                }
+            }
+        }
+        guide.resize(all.len(), None);
+        partner.resize(all.len(), None);
+        let mut written: Vec<Vec<u32>> = vec![Vec::new(); all.len()];
         let eos = c.decoder_config.eos_token_id;
         let p = c.prefix_length();
         let images = self.image_tokens(pixels)?;
-        let (prefix, padding) = self.prefix(&images, prompts)?;
+        let (prefix, padding) = self.prefix(&images, &all)?;
         let mask = self.mask(&padding, p)?;
         let mut xs = prefix;
         let mut caches: Vec<LayerCache> = Vec::with_capacity(self.layers.len());
@@ -273,40 +299,54 @@ impl Vlm {
             caches.push(cache);
         }
         // Sequences still writing, by prompt index; their rows in the caches, in order.
-        let mut active: Vec<usize> = (0..prompts.len()).collect();
+        let mut active: Vec<usize> = (0..all.len()).collect();
         let mut last = xs.i((.., p - 1, ..))?.contiguous()?;
         let limit = c.max_new_tokens.max();
         for step in 0..limit {
             let hidden = self.final_layer_norm.forward(&last)?;
-            let next: Vec<u32> = hidden
-                .matmul(&self.embed_tokens.t()?)?
-                .argmax(D::Minus1)?
-                .to_vec1()?;
+            let logits = hidden.matmul(&self.embed_tokens.t()?)?;
+            let next = if active.iter().any(|&i| guide[i].is_some()) {
+                self.contrasted_choices(&logits, &active, &guide)?
+            } else {
+                logits.argmax(D::Minus1)?.to_vec1()?
+            };
             let mut keep = Vec::with_capacity(active.len());
-            for (row, (&prompt, &id)) in active.iter().zip(&next).enumerate() {
-                let bound = c.max_new_tokens.of(prompts[prompt].task);
+            let mut writing = vec![false; all.len()];
+            for (row, &prompt) in active.iter().enumerate() {
+                // A guide writes what its negative wrote, and stops with it.
+                let (id, bound) = match partner[prompt] {
+                    Some(neg) => {
+                        if !writing[neg] {
+                            continue;
+                        }
+                        let id = *written[neg].last().unwrap_or(&eos);
+                        (id, usize::MAX)
+                    }
+                    None => (next[row], c.max_new_tokens.of(all[prompt].task)),
+                };
                 if id == eos {
                     continue;
                 }
                 written[prompt].push(id);
                 if written[prompt].len() < bound {
-                    keep.push(row);
+                    writing[prompt] = true;
+                    keep.push((row, id));
                 }
             }
             if keep.is_empty() || step + 1 == limit {
                 break;
             }
-            let ids: Vec<u32> = keep.iter().map(|&r| next[r]).collect();
+            let ids: Vec<u32> = keep.iter().map(|&(_, id)| id).collect();
             if keep.len() < active.len() {
                 let rows = Tensor::from_vec(
-                    keep.iter().map(|&r| r as u32).collect::<Vec<u32>>(),
+                    keep.iter().map(|&(r, _)| r as u32).collect::<Vec<u32>>(),
                     keep.len(),
                     &self.device,
                 )?;
                 for cache in &mut caches {
                     cache.select(&rows)?;
                 }
-                active = keep.iter().map(|&r| active[r]).collect();
+                active = keep.iter().map(|&(r, _)| active[r]).collect();
             }
             let position = p + step;
             let x = self
@@ -328,15 +368,66 @@ impl Vlm {
             }
             last = x.squeeze(1)?;
         }
+        written.truncate(prompts.len());
         Ok(written)
+    }
+
+    /// The next token of each active row: greedy, but contrastive for a negative whose
+    /// guide is active (a guide's own choice is not used).
+    fn contrasted_choices(
+        &self,
+        logits: &Tensor,
+        active: &[usize],
+        guide: &[Option<usize>],
+    ) -> ModelResult<Vec<u32>> {
+        let log_probs: Vec<Vec<f32>> = candle_nn::ops::log_softmax(logits, D::Minus1)?.to_vec2()?;
+        let row_of: std::collections::HashMap<usize, usize> =
+            active.iter().enumerate().map(|(r, &i)| (i, r)).collect();
+        let c = self.config.negative_contrast;
+        let floor = NEGATIVE_PLAUSIBILITY.ln();
+        let greedy = |lp: &[f32]| {
+            lp.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 { (i, v) } else { best }
+                })
+        };
+        Ok(active
+            .iter()
+            .enumerate()
+            .map(|(row, &prompt)| {
+                let neg = &log_probs[row];
+                let (best, top) = greedy(neg);
+                let Some(pos) = guide[prompt].and_then(|g| row_of.get(&g)) else {
+                    return best as u32;
+                };
+                let pos = &log_probs[*pos];
+                let mut choice = (best, f32::NEG_INFINITY);
+                for (id, (&n, &q)) in neg.iter().zip(pos).enumerate() {
+                    if n - top < floor {
+                        continue;
+                    }
+                    let score = (1.0 + c) * n - c * q;
+                    if score > choice.1 {
+                        choice = (id, score);
+                    }
+                }
+                choice.0 as u32
+            })
+            .collect())
     }
 }
 
 #[cfg(test)]
 impl Vlm {
-    /// The first choice after `written`, from one uncached forward pass (what
-    /// [`Vlm::loss`] computes), to check the cached decoder against.
-    fn greedy_next(&self, pixels: &Tensor, prompt: &Prompt, written: &[u32]) -> ModelResult<u32> {
+    /// Log-probabilities of the next token after `written`, from one uncached forward pass
+    /// (what [`Vlm::loss`] computes), to check the cached decoder against.
+    fn next_log_probs(
+        &self,
+        pixels: &Tensor,
+        prompt: &Prompt,
+        written: &[u32],
+    ) -> ModelResult<Vec<f32>> {
         let images = self.image_tokens(pixels)?;
         let (prefix, padding) = self.prefix(&images, std::slice::from_ref(prompt))?;
         let p = self.config.prefix_length();
@@ -356,12 +447,28 @@ impl Vlm {
             xs = layer.forward(&xs, Some(&mask))?;
         }
         let last = self.final_layer_norm.forward(&xs.i((.., n - 1, ..))?)?;
-        let id: Vec<u32> = last
-            .matmul(&self.embed_tokens.t()?)?
-            .argmax(D::Minus1)?
-            .to_vec1()?;
-        Ok(id[0])
+        let logits = last.matmul(&self.embed_tokens.t()?)?;
+        Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?
+            .squeeze(0)?
+            .to_vec1()?)
     }
+
+    /// The greedy choice after `written`, by an uncached forward pass.
+    fn greedy_next(&self, pixels: &Tensor, prompt: &Prompt, written: &[u32]) -> ModelResult<u32> {
+        let lp = self.next_log_probs(pixels, prompt, written)?;
+        Ok(argmax(&lp))
+    }
+}
+
+#[cfg(test)]
+fn argmax(values: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best as u32
 }
 
 #[cfg(test)]
@@ -372,15 +479,35 @@ mod tests {
     use super::*;
     use crate::models::vlm_config::tiny_config;
 
+    /// Deterministic values uniform in [-a, a] with standard deviation `std` (a test that
+    /// decodes from unseeded random weights passes or fails by chance).
+    fn spread(shape: impl Into<candle_core::Shape>, std: f32, seed: u64) -> Tensor {
+        let shape = shape.into();
+        let mut state = seed;
+        let a = std * 3f32.sqrt();
+        let values: Vec<f32> = (0..shape.elem_count())
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * a
+            })
+            .collect();
+        Tensor::from_vec(values, shape, &Device::Cpu).expect("values")
+    }
+
     fn random_model(mode: Mode) -> (Vlm, VarMap) {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model = Vlm::new(tiny_config(16), vb, mode).expect("model");
         // Unit-scale random weights, so that decoding follows the inputs.
-        for var in varmap.all_vars() {
-            let t = Tensor::randn(0f32, 0.5, var.shape(), &Device::Cpu).expect("randn");
-            var.set(&t).expect("set");
+        let data = varmap.data().lock().expect("vars");
+        let mut vars: Vec<_> = data.iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(b.0));
+        for (i, (_, var)) in vars.into_iter().enumerate() {
+            var.set(&spread(var.shape(), 0.5, i as u64)).expect("set");
         }
+        drop(data);
         (model, varmap)
     }
 
@@ -389,7 +516,7 @@ mod tests {
     #[test]
     fn cached_decoding_matches_full_forwards() {
         let (model, _vars) = random_model(Mode::Inference);
-        let pixels = Tensor::randn(0f32, 1.0, (2, 3, 8, 8), &Device::Cpu).expect("pixels");
+        let pixels = spread((2, 3, 8, 8), 1.0, 99);
         let prompts = vec![
             Prompt {
                 image: 0,
@@ -425,10 +552,68 @@ mod tests {
         }
     }
 
+    /// With a contrast, each token of a long negative is, by full forward passes, the
+    /// plausible token the negative task favours most over the long-description task after
+    /// the same words; other tasks still decode greedily.
+    #[test]
+    fn contrastive_negatives_match_full_forwards() {
+        let (mut model, _vars) = random_model(Mode::Inference);
+        model.config.negative_contrast = 1.5;
+        let pixels = spread((3, 3, 8, 8), 1.0, 98);
+        let prompts: Vec<Prompt> = (0..3)
+            .flat_map(|image| {
+                [Task::LongNeg, Task::ShortPos].map(|task| Prompt {
+                    image,
+                    alt_text: vec![0, 5 + image as u32, 1],
+                    task,
+                })
+            })
+            .collect();
+        let written = model.generate(&pixels, &prompts).expect("generate");
+        let mut changed = 0;
+        for (prompt, text) in prompts.iter().zip(&written) {
+            for k in 0..text.len() {
+                let neg = model
+                    .next_log_probs(&pixels, prompt, &text[..k])
+                    .expect("log probs");
+                let expected = if prompt.task == Task::LongNeg {
+                    let as_pos = Prompt {
+                        task: Task::LongPos,
+                        ..prompt.clone()
+                    };
+                    let pos = model
+                        .next_log_probs(&pixels, &as_pos, &text[..k])
+                        .expect("log probs");
+                    let top = neg[argmax(&neg) as usize];
+                    let scores: Vec<f32> = neg
+                        .iter()
+                        .zip(&pos)
+                        .map(|(&n, &q)| {
+                            if n - top < NEGATIVE_PLAUSIBILITY.ln() {
+                                f32::NEG_INFINITY
+                            } else {
+                                2.5 * n - 1.5 * q
+                            }
+                        })
+                        .collect();
+                    argmax(&scores)
+                } else {
+                    argmax(&neg)
+                };
+                assert_eq!(expected, text[k], "prompt {prompt:?} step {k}");
+                changed += usize::from(expected != argmax(&neg));
+            }
+        }
+        assert!(
+            changed > 0,
+            "the contrast never changed a choice: {written:?}"
+        );
+    }
+
     #[test]
     fn gradients_reach_every_parameter() {
         let (model, varmap) = random_model(Mode::Training);
-        let pixels = Tensor::randn(0f32, 1.0, (2, 3, 8, 8), &Device::Cpu).expect("pixels");
+        let pixels = spread((2, 3, 8, 8), 1.0, 99);
         let prompts = vec![
             Prompt {
                 image: 0,

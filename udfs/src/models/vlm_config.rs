@@ -117,7 +117,20 @@ pub struct VlmConfig {
     pub alt_text_length: usize,
     /// Bounds on the written texts.
     pub max_new_tokens: MaxNewTokens,
+    /// How strongly the long negative is steered away from what the long description would
+    /// say (contrastive decoding; 0: plain greedy). See [`NEGATIVE_PLAUSIBILITY`].
+    #[serde(default)]
+    pub negative_contrast: f32,
 }
+
+/// Contrastive decoding of the long negative picks, among the tokens the negative task finds
+/// plausible (at least this share of its most likely token's probability), the one that
+/// maximizes `(1 + c)·log p_neg − c·log p_pos`, where `p_pos` is the long-description task's
+/// prediction after the same words and `c` is [`VlmConfig::negative_contrast`]. Greedy
+/// decoding alone keeps every statement as it is when each one is more likely kept than
+/// changed, and so writes the truth; the contrast changes the statements the negative task
+/// would change at all, and the threshold keeps it from writing what neither would.
+pub const NEGATIVE_PLAUSIBILITY: f32 = 0.1;
 
 /// The model type this config describes.
 pub const MODEL_TYPE: &str = "hqflow_vlm";
@@ -151,13 +164,13 @@ impl VlmConfig {
         }
         let d = &self.decoder_config;
         let v = &self.vision_config;
-        if d.num_attention_heads == 0 || d.hidden_size % d.num_attention_heads != 0 {
+        if d.num_attention_heads == 0 || !d.hidden_size.is_multiple_of(d.num_attention_heads) {
             return Err(format!(
                 "decoder hidden_size {} is not a multiple of its {} heads",
                 d.hidden_size, d.num_attention_heads
             ));
         }
-        if v.patch_size == 0 || v.image_size % v.patch_size != 0 {
+        if v.patch_size == 0 || !v.image_size.is_multiple_of(v.patch_size) {
             return Err(format!(
                 "vision image_size {} is not a multiple of patch_size {}",
                 v.image_size, v.patch_size

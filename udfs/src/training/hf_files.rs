@@ -72,6 +72,7 @@ pub fn vlm_config_json(config: &VlmConfig) -> String {
         "decoder_config": config.decoder_config,
         "alt_text_length": config.alt_text_length,
         "max_new_tokens": config.max_new_tokens,
+        "negative_contrast": config.negative_contrast,
     });
     format!("{value:#}\n")
 }

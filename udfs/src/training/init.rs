@@ -171,6 +171,18 @@ pub fn initialize_vlm(varmap: &VarMap, config: &VlmConfig, seed: u64) -> ModelRe
     fill(varmap, seed, |name| vlm_start_for(name, config))
 }
 
+/// Overwrites a linear head's variables (`*.weight`, `*.bias`) drawn from `seed`: normal
+/// weights of spread `std`, every bias `bias`.
+pub fn initialize_head(varmap: &VarMap, seed: u64, std: f64, bias: f32) -> ModelResult<()> {
+    fill(varmap, seed, |name| {
+        Ok(if name.ends_with(".bias") {
+            Start::Value(bias)
+        } else {
+            Start::Normal(std)
+        })
+    })
+}
+
 /// Overwrites every variable of `varmap` (a CLIP's, plus `logit_scale`) with its
 /// transformers-style initial value drawn from `seed`.
 pub fn initialize(varmap: &VarMap, config: &ClipConfig, seed: u64) -> ModelResult<()> {
