@@ -119,6 +119,10 @@ pub struct RefinerArgs {
     /// Images the tagging head sees per step.
     #[arg(long, default_value_t = 128)]
     pub tag_batch: usize,
+    /// Train the tagging head and the tower alone for this many steps first (the decoder
+    /// waits): cheap steps that teach the tower to see before the decoder reads it.
+    #[arg(long, default_value_t = 0)]
+    pub tag_only_steps: u64,
     /// The refiner's `negative_contrast` (contrastive decoding of long negatives; 0 is plain
     /// greedy). Default: the --from checkpoint's, else 1.
     #[arg(long)]
@@ -138,6 +142,8 @@ struct Settings {
     tag_weight: f64,
     #[serde(default)]
     tag_batch: usize,
+    #[serde(default)]
+    tag_only_steps: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -174,6 +180,15 @@ fn task_of(step: u64) -> Task {
         1 | 3 | 5 => Task::LongNeg,
         6 | 8 => Task::ShortPos,
         _ => Task::ShortNeg,
+    }
+}
+
+/// What 0-based step `step` trains, as metrics.jsonl names it: a task, or `tags`.
+fn step_name(settings: &Settings, step: u64) -> &'static str {
+    if step < settings.tag_only_steps {
+        "tags"
+    } else {
+        task_of(step).name()
     }
 }
 
@@ -355,7 +370,12 @@ fn batch_of(
     let mut rng = Rng::stream(settings.seed, &[0x7265_6669_6e65, step]);
     let task = task_of(step);
     let mut batch = VlmBatch::default();
-    for i in 0..settings.batch {
+    let texts = if step < settings.tag_only_steps {
+        0
+    } else {
+        settings.batch
+    };
+    for i in 0..texts {
         let e = &examples[rng.below(examples.len())];
         batch.pixels.extend(pre.normalize_planes(&e.pixels));
         batch.prompts.push((i, e.alt_text.clone(), task));
@@ -512,7 +532,14 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
             seed: args.seed,
             tag_weight: args.tag_weight.max(0.0),
             tag_batch: args.tag_batch,
+            tag_only_steps: args.tag_only_steps,
         };
+        if settings.tag_only_steps > 0 && (settings.tag_weight <= 0.0 || settings.tag_batch == 0) {
+            return Err(DataFusionError::Plan(
+                "--tag-only-steps needs a tagging head (--tag-weight and --tag-batch above 0)"
+                    .into(),
+            ));
+        }
         let vocabulary = if settings.tag_weight > 0.0 && settings.tag_batch > 0 {
             tag_vocabulary(&examples)
         } else {
@@ -585,7 +612,7 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
         state.step += 1;
         let line = serde_json::json!({
             "step": state.step,
-            "task": task_of(state.step - 1).name(),
+            "task": step_name(&settings, state.step - 1),
             "loss": stats.loss,
             "token_accuracy": stats.token_accuracy,
             "tokens": stats.tokens,
@@ -618,7 +645,7 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
                 "step {}/{}: {} loss {:.4}, token accuracy {:.3}{tags}, lr {lr:.2e}, {:.1} rows/s",
                 state.step,
                 settings.steps,
-                task_of(state.step - 1).name(),
+                step_name(&settings, state.step - 1),
                 stats.loss,
                 stats.token_accuracy,
                 rate * settings.batch as f64

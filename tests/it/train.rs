@@ -426,6 +426,27 @@ fn the_refiner_learns_resumes_exactly_and_runs_as_a_backend() {
     };
     assert_eq!(config("f"), config("a"));
     assert!(weights("f") != weights("a"), "--from trained nothing");
+    // A tagging-only phase trains no text; without a tagging head it is refused.
+    refiner_in(d, "t", &["--from", "a", "--tag-only-steps", "4"]).ok();
+    let names: Vec<String> = fs::read_to_string(d.join("t/metrics.jsonl"))
+        .expect("metrics")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            v["task"].as_str().expect("a task").to_string()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["tags", "tags", "tags", "tags", "long_pos", "long_neg"]
+    );
+    assert_eq!(metric(&d.join("t"), "tokens")[..4], [0.0; 4]);
+    refiner_in(
+        d,
+        "u",
+        &["--from", "a", "--tag-only-steps", "4", "--tag-weight", "0"],
+    )
+    .fails_with(1, &["--tag-only-steps needs a tagging head"]);
     // Every task trains: the task cycle's first six steps are long texts.
     let tasks: Vec<String> = fs::read_to_string(d.join("a/metrics.jsonl"))
         .expect("metrics")

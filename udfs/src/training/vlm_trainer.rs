@@ -20,7 +20,7 @@ use super::adamw::{AdamW, AdamWParams};
 use super::init::{initialize_head, initialize_vlm};
 use super::trainer::named_vars;
 use crate::models::blocks::Mode;
-use crate::models::vlm::{Prompt, Vlm};
+use crate::models::vlm::{LossOutput, Prompt, Vlm};
 use crate::models::vlm_config::{Task, VlmConfig};
 use crate::models::{ModelError, ModelResult};
 
@@ -209,30 +209,44 @@ impl VlmTrainer {
         let side = self.config().vision_config.image_size;
         let per_image = 3 * side * side;
         let images = batch.pixels.len() / per_image.max(1);
-        if images == 0
+        // No prompts: a step of the tagging head (and the tower) alone.
+        let texts = !batch.prompts.is_empty();
+        if (texts && images == 0)
+            || (!texts && (self.tagger.is_none() || batch.tag_pixels.is_empty()))
             || batch.pixels.len() != images * per_image
             || batch.prompts.len() != batch.targets.len()
             || batch.prompts.iter().any(|(i, _, _)| *i >= images)
         {
             return Err(ModelError(format!(
                 "a refiner batch needs whole 3x{side}x{side} images and one target per prompt \
-                 naming one of them (got {} pixel values, {} prompts, {} targets)",
+                 naming one of them, or tag images for a tagging head (got {} pixel values, {} \
+                 prompts, {} targets, {} tag pixel values)",
                 batch.pixels.len(),
                 batch.prompts.len(),
-                batch.targets.len()
+                batch.targets.len(),
+                batch.tag_pixels.len()
             )));
         }
-        let pixels = Tensor::from_vec(batch.pixels.clone(), (images, 3, side, side), &self.device)?;
-        let prompts: Vec<Prompt> = batch
-            .prompts
-            .iter()
-            .map(|(image, alt_text, task)| Prompt {
-                image: *image,
-                alt_text: alt_text.clone(),
-                task: *task,
-            })
-            .collect();
-        let out = self.model.loss(&pixels, &prompts, &batch.targets)?;
+        let out = if texts {
+            let pixels =
+                Tensor::from_vec(batch.pixels.clone(), (images, 3, side, side), &self.device)?;
+            let prompts: Vec<Prompt> = batch
+                .prompts
+                .iter()
+                .map(|(image, alt_text, task)| Prompt {
+                    image: *image,
+                    alt_text: alt_text.clone(),
+                    task: *task,
+                })
+                .collect();
+            self.model.loss(&pixels, &prompts, &batch.targets)?
+        } else {
+            LossOutput {
+                loss: Tensor::zeros((), DType::F32, &self.device)?,
+                token_accuracy: 0.0,
+                tokens: 0,
+            }
+        };
         let loss: f32 = out.loss.to_scalar()?;
         let mut total = out.loss;
         let (mut tag_loss, mut tag_f1) = (0f32, 0f32);
