@@ -119,6 +119,10 @@ pub struct RefinerArgs {
     /// Images the tagging head sees per step.
     #[arg(long, default_value_t = 128)]
     pub tag_batch: usize,
+    /// Mirror each tagging image left to right with probability 1/2: for tags that name no
+    /// direction (the world's do not), twice the images to learn from.
+    #[arg(long)]
+    pub tag_mirror: bool,
     /// Train the tagging head and the tower alone for this many steps first (the decoder
     /// waits): cheap steps that teach the tower to see before the decoder reads it.
     #[arg(long, default_value_t = 0)]
@@ -144,6 +148,8 @@ struct Settings {
     tag_batch: usize,
     #[serde(default)]
     tag_only_steps: u64,
+    #[serde(default)]
+    tag_mirror: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -359,6 +365,12 @@ fn index_tags(examples: &mut [Example], vocabulary: &[String]) {
     }
 }
 
+/// Mirrors square CHW planes (3 channels) left to right.
+fn mirror(planes: &mut [f32]) {
+    let side = ((planes.len() / 3) as f64).sqrt().round() as usize;
+    planes.chunks_mut(side.max(1)).for_each(|row| row.reverse());
+}
+
 /// The batch of 0-based step `step`.
 fn batch_of(
     step: u64,
@@ -386,7 +398,11 @@ fn batch_of(
         let mut rng = Rng::stream(settings.seed, &[0x7461_6773, step]);
         for _ in 0..settings.tag_batch {
             let e = &examples[rng.below(examples.len())];
-            batch.tag_pixels.extend(pre.normalize_planes(&e.pixels));
+            let mut pixels = pre.normalize_planes(&e.pixels);
+            if settings.tag_mirror && rng.chance(0.5) {
+                mirror(&mut pixels);
+            }
+            batch.tag_pixels.extend(pixels);
             let mut hot = vec![0f32; tags];
             for &t in &e.tags {
                 hot[t] = 1.0;
@@ -533,6 +549,7 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
             tag_weight: args.tag_weight.max(0.0),
             tag_batch: args.tag_batch,
             tag_only_steps: args.tag_only_steps,
+            tag_mirror: args.tag_mirror,
         };
         if settings.tag_only_steps > 0 && (settings.tag_weight <= 0.0 || settings.tag_batch == 0) {
             return Err(DataFusionError::Plan(
@@ -671,6 +688,14 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mirroring_reverses_each_row_of_each_plane() {
+        // 3 planes of 2x2: [a b / c d] becomes [b a / d c].
+        let mut planes: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        mirror(&mut planes);
+        assert_eq!(planes, [1., 0., 3., 2., 5., 4., 7., 6., 9., 8., 11., 10.]);
+    }
 
     #[test]
     fn tasks_follow_the_ten_step_cycle() {

@@ -427,7 +427,12 @@ fn the_refiner_learns_resumes_exactly_and_runs_as_a_backend() {
     assert_eq!(config("f"), config("a"));
     assert!(weights("f") != weights("a"), "--from trained nothing");
     // A tagging-only phase trains no text; without a tagging head it is refused.
-    refiner_in(d, "t", &["--from", "a", "--tag-only-steps", "4"]).ok();
+    refiner_in(
+        d,
+        "t",
+        &["--from", "a", "--tag-only-steps", "4", "--tag-mirror"],
+    )
+    .ok();
     let names: Vec<String> = fs::read_to_string(d.join("t/metrics.jsonl"))
         .expect("metrics")
         .lines()
