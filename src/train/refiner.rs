@@ -16,8 +16,9 @@
 //! With `--tag-weight` above 0 (the default), a tagging head on the vision tower learns the
 //! seed rows' positive tags alongside the texts, on `--tag-batch` images of its own each step
 //! (see `VlmTrainer`); the tag vocabulary is every positive tag seen at least
-//! [`MIN_TAG_ROWS`] times (`tags.json`). `--from` starts from a refiner checkpoint instead of
-//! a fresh decoder, to go on training one with another schedule or objective.
+//! [`MIN_TAG_ROWS`] times, kept in the refiner's config (`tagger`), its weights in the
+//! refiner's. `--from` starts from a refiner checkpoint instead of a fresh decoder, to go on
+//! training one with another schedule or objective.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ use hqflow_udfs::models::clip_config::ClipConfig;
 use hqflow_udfs::models::preprocess::Preprocessor;
 use hqflow_udfs::models::tokenizer::ClipTokenizer;
 use hqflow_udfs::models::vlm_config::{
-    DecoderConfig, MODEL_TYPE, MaxNewTokens, TAG_SEPARATOR, Task, VlmConfig,
+    DecoderConfig, MODEL_TYPE, MaxNewTokens, TAG_SEPARATOR, TaggerConfig, Task, VlmConfig,
 };
 use hqflow_udfs::training::hf_files::vlm_config_json;
 use hqflow_udfs::training::{OptimConfig, VlmBatch, VlmTrainer};
@@ -123,6 +124,10 @@ pub struct RefinerArgs {
     /// direction (the world's do not), twice the images to learn from.
     #[arg(long)]
     pub tag_mirror: bool,
+    /// Make the tagging head write `short_pos` (the tags it finds, most likely first) instead
+    /// of the decoder.
+    #[arg(long)]
+    pub tagger_writes_short_pos: bool,
     /// Train the tagging head and the tower alone for this many steps first (the decoder
     /// waits): cheap steps that teach the tower to see before the decoder reads it.
     #[arg(long, default_value_t = 0)]
@@ -159,8 +164,6 @@ struct TrainState {
 
 const STATE: &str = "train_state.json";
 const SETTINGS: &str = "refiner_args.json";
-const TAGS: &str = "tags.json";
-const TAGGER: &str = "tagger.safetensors";
 
 /// Seed rows a positive tag must appear in to join the tagging head's vocabulary.
 pub const MIN_TAG_ROWS: usize = 5;
@@ -328,11 +331,20 @@ fn new_config(
         alt_text_length: args.alt_text_length,
         max_new_tokens,
         negative_contrast: 1.0,
+        tagger: None,
     };
     config
         .check()
         .map_err(|e| DataFusionError::Plan(format!("refiner config: {e}")))?;
     Ok(config)
+}
+
+/// The tags whose head trains in this run: the config's, when the run trains tags.
+fn trained_tags(config: &VlmConfig, settings: &Settings) -> Vec<String> {
+    match &config.tagger {
+        Some(t) if settings.tag_weight > 0.0 && settings.tag_batch > 0 => t.tags.clone(),
+        _ => Vec::new(),
+    }
 }
 
 /// The tagging head's vocabulary: positive tags in at least [`MIN_TAG_ROWS`] rows, sorted.
@@ -418,16 +430,10 @@ fn save(
     trainer: &VlmTrainer,
     files: &[(&str, String)],
     state: TrainState,
-    tagging: bool,
 ) -> Result<()> {
     write_atomic(&out.join("model.safetensors"), |tmp| {
         trainer.save_weights(tmp).map_err(model_err)
     })?;
-    if tagging {
-        write_atomic(&out.join(TAGGER), |tmp| {
-            trainer.save_tagger(tmp).map_err(model_err)
-        })?;
-    }
     write_atomic(&out.join("optimizer.safetensors"), |tmp| {
         trainer.save_optimizer(tmp).map_err(model_err)
     })?;
@@ -479,28 +485,13 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
         settings.steps = settings.steps.max(args.steps);
         let state: TrainState = serde_json::from_str(&read_text(&args.out.join(STATE))?)
             .map_err(|e| json_err(STATE, e))?;
-        let vocabulary: Vec<String> = if settings.tag_weight > 0.0 {
-            serde_json::from_str(&read_text(&args.out.join(TAGS))?)
-                .map_err(|e| json_err(TAGS, e))?
-        } else {
-            Vec::new()
-        };
-        let mut trainer = VlmTrainer::with_tagger(
-            config,
-            settings.seed,
-            optim,
-            &device,
-            Some((vocabulary.len(), settings.tag_weight)),
-        )
-        .map_err(model_err)?;
+        let vocabulary = trained_tags(&config, &settings);
+        let mut trainer =
+            VlmTrainer::with_tag_weight(config, settings.seed, optim, &device, settings.tag_weight)
+                .map_err(model_err)?;
         trainer
             .load_weights(&args.out.join("model.safetensors"), "")
             .map_err(model_err)?;
-        if !vocabulary.is_empty() {
-            trainer
-                .load_tagger(&args.out.join(TAGGER))
-                .map_err(model_err)?;
-        }
         trainer
             .load_optimizer(&args.out.join("optimizer.safetensors"))
             .map_err(model_err)?;
@@ -539,7 +530,6 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
         if let Some(contrast) = args.negative_contrast {
             config.negative_contrast = contrast.max(0.0);
         }
-        let config_text = vlm_config_json(&config);
         let settings = Settings {
             steps: args.steps,
             batch: args.batch.max(1),
@@ -557,26 +547,44 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
                     .into(),
             ));
         }
-        let vocabulary = if settings.tag_weight > 0.0 && settings.tag_batch > 0 {
-            tag_vocabulary(&examples)
-        } else {
-            Vec::new()
+        // A head over the seed rows' tags, unless the refiner continued has one already.
+        let had_tagger = config.tagger.is_some();
+        if settings.tag_weight > 0.0 && settings.tag_batch > 0 && !had_tagger {
+            config.tagger = Some(TaggerConfig {
+                tags: tag_vocabulary(&examples),
+                threshold: 0.5,
+                writes_short_pos: false,
+            });
+        }
+        if let Some(tagger) = &mut config.tagger {
+            tagger.writes_short_pos |= args.tagger_writes_short_pos;
+        } else if args.tagger_writes_short_pos {
+            return Err(DataFusionError::Plan(
+                "--tagger-writes-short-pos needs a tagging head (--tag-weight above 0)".into(),
+            ));
+        }
+        config
+            .check()
+            .map_err(|e| DataFusionError::Plan(format!("refiner config: {e}")))?;
+        let config_text = vlm_config_json(&config);
+        let vocabulary = trained_tags(&config, &settings);
+        let trainer =
+            VlmTrainer::with_tag_weight(config, settings.seed, optim, &device, settings.tag_weight)
+                .map_err(model_err)?;
+        let (prefixes, what): (&[&str], _) = match args.from {
+            Some(_) if had_tagger => (&[""], "refiner"),
+            Some(_) => (
+                &["vision_model.", "image_projection.", "decoder."],
+                "refiner",
+            ),
+            None => (&["vision_model."], "vision tower"),
         };
-        let trainer = VlmTrainer::with_tagger(
-            config,
-            settings.seed,
-            optim,
-            &device,
-            Some((vocabulary.len(), settings.tag_weight)),
-        )
-        .map_err(model_err)?;
-        let (prefix, what) = match args.from {
-            Some(_) => ("", "refiner"),
-            None => ("vision_model.", "vision tower"),
-        };
-        let loaded = trainer
-            .load_weights(&clip_dir.join("model.safetensors"), prefix)
-            .map_err(model_err)?;
+        let mut loaded = 0;
+        for prefix in prefixes {
+            loaded += trainer
+                .load_weights(&clip_dir.join("model.safetensors"), prefix)
+                .map_err(model_err)?;
+        }
         status.line(&format!(
             "refiner: {} parameters; {what} ({loaded} tensors) from {}; tagging head over {} \
              tags",
@@ -595,6 +603,15 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
     };
     index_tags(&mut examples, &vocabulary);
     let tagging = !vocabulary.is_empty();
+    if let Some(t) = trainer.config().tagger.as_ref().filter(|_| tagging) {
+        let unseen = examples.iter().filter(|e| e.tags.is_empty()).count();
+        if unseen == examples.len() {
+            return Err(DataFusionError::Plan(format!(
+                "none of the {} tagging-head tags is a positive tag of a --data row",
+                t.tags.len()
+            )));
+        }
+    }
     let settings_text = serde_json::to_string_pretty(&settings)
         .map_err(|e| DataFusionError::Internal(format!("settings: {e}")))?;
     let mut files: Vec<(&str, String)> = vec![
@@ -605,11 +622,6 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
     ];
     if let Some(text) = tokenizer_config {
         files.push(("tokenizer_config.json", text));
-    }
-    if tagging {
-        let tags_text = serde_json::to_string_pretty(&vocabulary)
-            .map_err(|e| DataFusionError::Internal(format!("tags: {e}")))?;
-        files.push((TAGS, format!("{tags_text}\n")));
     }
 
     let metrics_path = args.out.join("metrics.jsonl");
@@ -669,12 +681,12 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
             ));
         }
         if state.step % args.save_every.max(1) == 0 || state.step == stop {
-            save(&args.out, &trainer, &files, state, tagging)?;
+            save(&args.out, &trainer, &files, state)?;
         }
     }
     progress.clear();
     if state.step == first {
-        save(&args.out, &trainer, &files, state, tagging)?;
+        save(&args.out, &trainer, &files, state)?;
     }
     status.line(&format!(
         "refiner checkpoint at step {} of {} in {}",

@@ -69,6 +69,18 @@ fn metric(out: &Path, key: &str) -> Vec<f64> {
         .collect()
 }
 
+/// What each step of a refiner run trained, from `metrics.jsonl`.
+fn step_tasks(out: &Path) -> Vec<String> {
+    fs::read_to_string(out.join("metrics.jsonl"))
+        .expect("metrics")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            v["task"].as_str().expect("a task").to_string()
+        })
+        .collect()
+}
+
 fn losses(out: &Path) -> Vec<f64> {
     metric(out, "loss")
 }
@@ -407,23 +419,24 @@ fn the_refiner_learns_resumes_exactly_and_runs_as_a_backend() {
     assert!(weights("a") == weights("b"), "resumed weights differ");
     assert_eq!(losses(&d.join("a")), losses(&d.join("b")));
     refiner_in(d, "a", &[]).fails_with(1, &["holds a run already", "--resume"]);
-    // The tagging head trained alongside, over the seed rows' positive tags; it is training
-    // state, kept beside the refiner and not in it.
-    let tags: Vec<String> =
-        serde_json::from_str(&fs::read_to_string(d.join("a/tags.json")).expect("tags"))
-            .expect("a tag list");
-    assert!(
-        !tags.is_empty() && tags.iter().all(|t| !t.contains(',')),
-        "{tags:?}"
-    );
-    assert!(d.join("a/tagger.safetensors").exists());
-    // --from goes on training a refiner checkpoint (its shape, not the options').
-    refiner_in(d, "f", &["--from", "a", "--tag-weight", "0"]).ok();
-    assert!(!d.join("f/tags.json").exists());
+    // The tagging head trained alongside, over the seed rows' positive tags; it is part of
+    // the refiner (its tags in the config, its weights with the rest).
     let config = |run: &str| -> serde_json::Value {
         serde_json::from_str(&fs::read_to_string(d.join(run).join("config.json")).expect("config"))
             .expect("json")
     };
+    let tags = config("a")["tagger"]["tags"].clone();
+    let tags = tags.as_array().expect("a tag list");
+    assert!(
+        !tags.is_empty()
+            && tags
+                .iter()
+                .all(|t| !t.as_str().expect("text").contains(',')),
+        "{tags:?}"
+    );
+    assert_eq!(config("a")["tagger"]["writes_short_pos"], false);
+    // --from goes on training a refiner checkpoint (its shape, not the options').
+    refiner_in(d, "f", &["--from", "a", "--tag-weight", "0"]).ok();
     assert_eq!(config("f"), config("a"));
     assert!(weights("f") != weights("a"), "--from trained nothing");
     // A tagging-only phase trains no text; without a tagging head it is refused.
@@ -433,14 +446,7 @@ fn the_refiner_learns_resumes_exactly_and_runs_as_a_backend() {
         &["--from", "a", "--tag-only-steps", "4", "--tag-mirror"],
     )
     .ok();
-    let names: Vec<String> = fs::read_to_string(d.join("t/metrics.jsonl"))
-        .expect("metrics")
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("json");
-            v["task"].as_str().expect("a task").to_string()
-        })
-        .collect();
+    let names = step_tasks(&d.join("t"));
     assert_eq!(
         names,
         ["tags", "tags", "tags", "tags", "long_pos", "long_neg"]
@@ -453,14 +459,7 @@ fn the_refiner_learns_resumes_exactly_and_runs_as_a_backend() {
     )
     .fails_with(1, &["--tag-only-steps needs a tagging head"]);
     // Every task trains: the task cycle's first six steps are long texts.
-    let tasks: Vec<String> = fs::read_to_string(d.join("a/metrics.jsonl"))
-        .expect("metrics")
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("json");
-            v["task"].as_str().expect("a task").to_string()
-        })
-        .collect();
+    let tasks = step_tasks(&d.join("a"));
     assert_eq!(
         tasks,
         [
@@ -474,20 +473,44 @@ fn the_refiner_learns_resumes_exactly_and_runs_as_a_backend() {
                max(model_id('mine')) AS model \
                FROM (SELECT lvlm_refine(img, txt, 'mine') AS r FROM seed \
                WHERE txt IS NOT NULL LIMIT 5)";
-    let out = hqflow_in(
+    // A refiner whose tagging head writes the positive tags runs as a backend too: its
+    // tags are the head's (a few steps leave them below threshold: empty lists, not NULL).
+    refiner_in(
         d,
+        "w",
         &[
-            "sql",
-            "-t",
-            "seed=seed",
-            "-m",
-            "mine=a",
-            "--format",
-            "csv",
-            sql,
+            "--from",
+            "a",
+            "--tag-weight",
+            "0",
+            "--tagger-writes-short-pos",
         ],
-    );
-    assert_eq!(out.ok().lines().nth(1), Some("5,5,0,a"), "{}", out.ok());
+    )
+    .ok();
+    assert_eq!(config("w")["tagger"]["writes_short_pos"], true);
+    for run in ["a", "w"] {
+        let mine = format!("mine={run}");
+        let out = hqflow_in(
+            d,
+            &[
+                "sql",
+                "-t",
+                "seed=seed",
+                "-m",
+                &mine,
+                "--format",
+                "csv",
+                sql,
+            ],
+        );
+        let expected = format!("5,5,0,{run}");
+        assert_eq!(
+            out.ok().lines().nth(1),
+            Some(expected.as_str()),
+            "{}",
+            out.ok()
+        );
+    }
     // A seed table without the four texts is refused, naming what is missing.
     hqflow_in(
         d,

@@ -50,6 +50,8 @@ pub struct Vlm {
     task_embedding: Tensor,
     layers: Vec<EncoderLayer>,
     final_layer_norm: Norm,
+    /// The tagging head's weight and bias, if the config has one.
+    tagger: Option<(Tensor, Tensor)>,
     config: VlmConfig,
     device: Device,
 }
@@ -72,7 +74,16 @@ impl Vlm {
         let layers = (0..d.num_hidden_layers)
             .map(|i| EncoderLayer::new(shape, mode, dec.pp("layers").pp(i)))
             .collect::<candle_core::Result<Vec<_>>>()?;
+        let tagger = match &config.tagger {
+            Some(t) => {
+                let vb = vb.pp("tagger");
+                let n = t.tags.len();
+                Some((vb.get((n, v.hidden_size), "weight")?, vb.get(n, "bias")?))
+            }
+            None => None,
+        };
         Ok(Vlm {
+            tagger,
             vision: VisionTransformer::new(v, mode, vb.pp("vision_model"))?,
             image_projection: Dense::new(
                 v.hidden_size,
@@ -111,10 +122,13 @@ impl Vlm {
         &self.device
     }
 
-    /// The vision tower's tokens before the projection, [images, image_tokens,
-    /// vision_hidden], class token first: what an auxiliary head on the image reads.
-    pub fn vision_tokens(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
-        self.vision.tokens(pixels)
+    /// The tagging head's logits [images, tags] (None without a head).
+    pub fn tag_logits(&self, pixels: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let Some((weight, bias)) = &self.tagger else {
+            return Ok(None);
+        };
+        let class = self.vision.tokens(pixels)?.narrow(1, 0, 1)?.squeeze(1)?;
+        Ok(Some(class.matmul(&weight.t()?)?.broadcast_add(bias)?))
     }
 
     /// Image tokens in the decoder's width, [images, image_tokens, hidden].

@@ -13,7 +13,7 @@ use super::openai_chat::Refinement;
 use super::preprocess::Preprocessor;
 use super::tokenizer::ClipTokenizer;
 use super::vlm::{Prompt, Vlm};
-use super::vlm_config::{TAG_SEPARATOR, Task, VlmConfig};
+use super::vlm_config::{TAG_SEPARATOR, TaggerConfig, Task, VlmConfig};
 use super::{ModelError, ModelResult};
 
 /// The files that decide a refiner's outputs (for the output cache's fingerprint).
@@ -104,14 +104,20 @@ impl VlmCheckpoint {
     }
 
     /// The four texts for each (pixels from [`VlmCheckpoint::pixels`], alt-text) row, written
-    /// in one batch (4 sequences per row).
+    /// in one batch (a sequence per text per row); the positive tags come from the tagging
+    /// head instead when the config says so.
     pub fn refine(&self, rows: &[(&[f32], &str)]) -> ModelResult<Vec<Refinement>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
         let side = self.config().vision_config.image_size;
+        let tagger = self.config().tagger.as_ref().filter(|t| t.writes_short_pos);
+        let tasks: Vec<Task> = Task::ALL
+            .into_iter()
+            .filter(|&t| !(t == Task::ShortPos && tagger.is_some()))
+            .collect();
         let mut flat = Vec::with_capacity(rows.len() * 3 * side * side);
-        let mut prompts = Vec::with_capacity(rows.len() * Task::ALL.len());
+        let mut prompts = Vec::with_capacity(rows.len() * tasks.len());
         for (image, (pixels, alt_text)) in rows.iter().enumerate() {
             if pixels.len() != 3 * side * side {
                 return Err(ModelError(format!(
@@ -121,7 +127,7 @@ impl VlmCheckpoint {
             }
             flat.extend_from_slice(pixels);
             let alt_text = self.tokenizer.encode(alt_text)?;
-            for task in Task::ALL {
+            for &task in &tasks {
                 prompts.push(Prompt {
                     image,
                     alt_text: alt_text.clone(),
@@ -135,16 +141,50 @@ impl VlmCheckpoint {
             .iter()
             .map(|ids| self.tokenizer.decode(ids).map(|t| t.trim().to_string()))
             .collect::<ModelResult<Vec<String>>>()?;
+        let mut found = match (tagger, self.model.tag_logits(&pixels)?) {
+            (Some(t), Some(logits)) => found_tags(&logits.to_vec2()?, t),
+            _ => Vec::new(),
+        }
+        .into_iter();
         Ok(texts
-            .chunks(Task::ALL.len())
-            .map(|four| Refinement {
-                long_pos: sentence_case(&four[Task::LongPos.index()]),
-                long_neg: sentence_case(&four[Task::LongNeg.index()]),
-                short_pos: split_tags(&four[Task::ShortPos.index()]),
-                short_neg: split_tags(&four[Task::ShortNeg.index()]),
+            .chunks(tasks.len())
+            .map(|row| {
+                let text = |task: Task| {
+                    tasks
+                        .iter()
+                        .position(|&t| t == task)
+                        .map_or("", |i| row[i].as_str())
+                };
+                Refinement {
+                    long_pos: sentence_case(text(Task::LongPos)),
+                    long_neg: sentence_case(text(Task::LongNeg)),
+                    short_pos: match tagger {
+                        Some(_) => found.next().unwrap_or_default(),
+                        None => split_tags(text(Task::ShortPos)),
+                    },
+                    short_neg: split_tags(text(Task::ShortNeg)),
+                }
             })
             .collect())
     }
+}
+
+/// The tags each image's logits put at or above the threshold, most likely first.
+fn found_tags(logits: &[Vec<f32>], tagger: &TaggerConfig) -> Vec<Vec<String>> {
+    let floor = (tagger.threshold / (1.0 - tagger.threshold)).ln();
+    logits
+        .iter()
+        .map(|row| {
+            let mut found: Vec<(f32, &String)> = row
+                .iter()
+                .zip(&tagger.tags)
+                .filter(|(l, _)| **l >= floor)
+                .map(|(l, t)| (*l, t))
+                .collect();
+            found.sort_by(|a, b| b.0.total_cmp(&a.0));
+            found.into_iter().map(|(_, t)| t.clone()).collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -162,5 +202,20 @@ mod tests {
             vec!["red circle", "circle", "blue background"]
         );
         assert!(split_tags("").is_empty());
+    }
+
+    #[test]
+    fn the_tagging_head_finds_tags_above_its_threshold_most_likely_first() {
+        let tagger = TaggerConfig {
+            tags: ["circle", "red circle", "blue background"]
+                .map(String::from)
+                .to_vec(),
+            threshold: 0.5,
+            writes_short_pos: true,
+        };
+        // Logit 0 is probability 0.5: at the threshold, so found.
+        let found = found_tags(&[vec![0.5, 2.0, -0.1], vec![-3.0, -1.0, 0.0]], &tagger);
+        assert_eq!(found[0], ["red circle", "circle"]);
+        assert_eq!(found[1], ["blue background"]);
     }
 }

@@ -104,6 +104,20 @@ impl MaxNewTokens {
     }
 }
 
+/// `tagger`: an image-tagging head on the vision tower's class token (the recognition head
+/// of Tag2Text and RAM): one logistic output per tag, trained on the seed rows' positive
+/// tags alongside the texts (`tagger.weight` [tags, vision width], `tagger.bias` [tags]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaggerConfig {
+    /// The tags it scores, in weight-row order.
+    pub tags: Vec<String>,
+    /// Probability from which a tag counts as present.
+    pub threshold: f32,
+    /// Whether `short_pos` is the tags it finds, most likely first, instead of the
+    /// decoder's (the decoder then writes the other three texts).
+    pub writes_short_pos: bool,
+}
+
 /// `config.json` of an `hqflow_vlm` checkpoint.
 #[derive(Debug, Clone, Deserialize)]
 pub struct VlmConfig {
@@ -121,6 +135,9 @@ pub struct VlmConfig {
     /// say (contrastive decoding; 0: plain greedy). See [`NEGATIVE_PLAUSIBILITY`].
     #[serde(default)]
     pub negative_contrast: f32,
+    /// The tagging head, if the refiner has one.
+    #[serde(default)]
+    pub tagger: Option<TaggerConfig>,
 }
 
 /// Contrastive decoding of the long negative picks, among the tokens the negative task finds
@@ -182,6 +199,15 @@ impl VlmConfig {
                 "decoder max_position_embeddings {} < {needed} (image, alt-text, task and the \
                  longest text)",
                 d.max_position_embeddings
+            ));
+        }
+        if let Some(t) = &self.tagger
+            && (t.tags.is_empty() || !(t.threshold > 0.0 && t.threshold < 1.0))
+        {
+            return Err(format!(
+                "tagger needs tags and a threshold between 0 and 1 (has {} tags, threshold {})",
+                t.tags.len(),
+                t.threshold
             ));
         }
         for id in [d.bos_token_id, d.eos_token_id, d.pad_token_id] {

@@ -74,6 +74,10 @@ pub fn vlm_config_json(config: &VlmConfig) -> String {
         "max_new_tokens": config.max_new_tokens,
         "negative_contrast": config.negative_contrast,
     });
+    let mut value = value;
+    if let Some(tagger) = &config.tagger {
+        value["tagger"] = serde_json::json!(tagger);
+    }
     format!("{value:#}\n")
 }
 

@@ -128,6 +128,13 @@ fn vlm_start_for(name: &str, c: &VlmConfig) -> ModelResult<Start> {
     if name.starts_with("vision_model.") {
         return tower_start(name, v.hidden_size, v.num_hidden_layers).ok_or_else(|| no_rule(name));
     }
+    if name == "tagger.weight" {
+        return Ok(Start::Normal((v.hidden_size as f64).powf(-0.5)));
+    }
+    if name == "tagger.bias" {
+        // Tags are rare: every one starts at a low probability (about 3%).
+        return Ok(Start::Value(-3.5));
+    }
     if name == "image_projection.weight" {
         return Ok(Start::Normal((v.hidden_size as f64).powf(-0.5)));
     }
@@ -169,18 +176,6 @@ fn fill(varmap: &VarMap, seed: u64, rule: impl Fn(&str) -> ModelResult<Start>) -
 /// Overwrites every variable of the refiner's `varmap` with its initial value from `seed`.
 pub fn initialize_vlm(varmap: &VarMap, config: &VlmConfig, seed: u64) -> ModelResult<()> {
     fill(varmap, seed, |name| vlm_start_for(name, config))
-}
-
-/// Overwrites a linear head's variables (`*.weight`, `*.bias`) drawn from `seed`: normal
-/// weights of spread `std`, every bias `bias`.
-pub fn initialize_head(varmap: &VarMap, seed: u64, std: f64, bias: f32) -> ModelResult<()> {
-    fill(varmap, seed, |name| {
-        Ok(if name.ends_with(".bias") {
-            Start::Value(bias)
-        } else {
-            Start::Normal(std)
-        })
-    })
 }
 
 /// Overwrites every variable of `varmap` (a CLIP's, plus `logit_scale`) with its

@@ -9,7 +9,7 @@
 //! auxiliary image-tagging task): a multi-label logistic regression over a tag vocabulary,
 //! on images of their own each step. Learning to see through the decoder's text loss alone
 //! is slow; a direct label per image teaches the tower what the tags name much faster. The
-//! head is training state, not part of the refiner (`tagger.safetensors`).
+//! head is part of the refiner (`VlmConfig::tagger`), which may use it to write its tags.
 
 use std::path::Path;
 
@@ -17,7 +17,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
 use super::adamw::{AdamW, AdamWParams};
-use super::init::{initialize_head, initialize_vlm};
+use super::init::initialize_vlm;
 use super::trainer::named_vars;
 use crate::models::blocks::Mode;
 use crate::models::vlm::{LossOutput, Prompt, Vlm};
@@ -55,105 +55,64 @@ pub struct VlmStepStats {
     pub tag_f1: f32,
 }
 
-/// The tagging head: logits = class token · weightᵀ + bias, over `tags` tags.
-struct TagHead {
-    varmap: VarMap,
-    weight: Tensor,
-    bias: Tensor,
-    /// How much its loss counts against the texts'.
-    loss_weight: f64,
-}
-
-impl TagHead {
-    fn new(
-        tags: usize,
-        width: usize,
-        loss_weight: f64,
-        seed: u64,
-        device: &Device,
-    ) -> ModelResult<Self> {
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device).pp("tagger");
-        let weight = vb.get((tags, width), "weight")?;
-        let bias = vb.get(tags, "bias")?;
-        // Tags are rare: every one starts at a low probability (about 3%).
-        initialize_head(&varmap, seed, (width as f64).powf(-0.5), -3.5)?;
-        Ok(TagHead {
-            varmap,
-            weight,
-            bias,
-            loss_weight,
-        })
-    }
-
-    /// Binary cross-entropy (summed over tags, mean over images) and the predictions' F1.
-    fn loss(&self, model: &Vlm, pixels: &Tensor, targets: &Tensor) -> ModelResult<(Tensor, f32)> {
-        let class = model.vision_tokens(pixels)?.narrow(1, 0, 1)?.squeeze(1)?;
-        let logits = class.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
-        // log(1 + e^x) - y·x, written stably as max(x, 0) + log(1 + e^-|x|) - y·x.
-        let softplus = (logits.relu()? + ((logits.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
-        let per_image = (softplus - (targets * &logits)?)?.sum(1)?;
-        let loss = per_image.mean_all()?;
-        let predicted = logits.gt(0f32)?.to_dtype(DType::F32)?;
-        let hits: f32 = (&predicted * targets)?.sum_all()?.to_scalar()?;
-        let total: f32 = (predicted.sum_all()? + targets.sum_all()?)?.to_scalar()?;
-        let f1 = if total > 0.0 { 2.0 * hits / total } else { 1.0 };
-        Ok((loss, f1))
-    }
+/// Binary cross-entropy of tag `logits` [images, tags] against 0/1 `targets` (summed over
+/// tags, mean over images), and the F1 of the tags predicted (logit > 0).
+fn tag_loss(logits: &Tensor, targets: &Tensor) -> ModelResult<(Tensor, f32)> {
+    // log(1 + e^x) - y·x, written stably as max(x, 0) + log(1 + e^-|x|) - y·x.
+    let softplus = (logits.relu()? + ((logits.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
+    let per_image = (softplus - (targets * logits)?)?.sum(1)?;
+    let loss = per_image.mean_all()?;
+    let predicted = logits.gt(0f32)?.to_dtype(DType::F32)?;
+    let hits: f32 = (&predicted * targets)?.sum_all()?.to_scalar()?;
+    let total: f32 = (predicted.sum_all()? + targets.sum_all()?)?.to_scalar()?;
+    let f1 = if total > 0.0 { 2.0 * hits / total } else { 1.0 };
+    Ok((loss, f1))
 }
 
 /// A refiner being trained.
 pub struct VlmTrainer {
     varmap: VarMap,
     model: Vlm,
-    tagger: Option<TagHead>,
+    /// How much the tagging head's loss counts against the texts' (0: not trained).
+    tag_weight: f64,
     optimizer: AdamW,
     device: Device,
 }
 
 impl VlmTrainer {
-    /// A fresh model initialised from `seed`, without a tagging head.
+    /// A fresh model initialised from `seed`; its tagging head (if the config has one) is
+    /// not trained.
     pub fn from_scratch(
         config: VlmConfig,
         seed: u64,
         params: AdamWParams,
         device: &Device,
     ) -> ModelResult<Self> {
-        Self::with_tagger(config, seed, params, device, None)
+        Self::with_tag_weight(config, seed, params, device, 0.0)
     }
 
-    /// A fresh model initialised from `seed`; with `tagger: Some((tags, loss_weight))`, a
-    /// tagging head over `tags` tags whose loss counts `loss_weight` times.
-    pub fn with_tagger(
+    /// A fresh model initialised from `seed`, whose tagging head (the config's) trains with
+    /// its loss counting `tag_weight` times the texts'.
+    pub fn with_tag_weight(
         config: VlmConfig,
         seed: u64,
         params: AdamWParams,
         device: &Device,
-        tagger: Option<(usize, f64)>,
+        tag_weight: f64,
     ) -> ModelResult<Self> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let model = Vlm::new(config.clone(), vb, Mode::Training)?;
         initialize_vlm(&varmap, &config, seed)?;
-        let tagger = match tagger {
-            Some((tags, weight)) if tags > 0 => Some(TagHead::new(
-                tags,
-                config.vision_config.hidden_size,
-                weight,
-                seed,
-                device,
-            )?),
-            _ => None,
-        };
-        let mut vars = named_vars(&varmap)?;
-        if let Some(head) = &tagger {
-            vars.extend(named_vars(&head.varmap)?);
-        }
-        let optimizer = AdamW::new(vars, params)?;
+        let optimizer = AdamW::new(named_vars(&varmap)?, params)?;
         Ok(VlmTrainer {
             varmap,
             model,
-            tagger,
+            tag_weight: if config.tagger.is_some() {
+                tag_weight.max(0.0)
+            } else {
+                0.0
+            },
             optimizer,
             device: device.clone(),
         })
@@ -212,7 +171,7 @@ impl VlmTrainer {
         // No prompts: a step of the tagging head (and the tower) alone.
         let texts = !batch.prompts.is_empty();
         if (texts && images == 0)
-            || (!texts && (self.tagger.is_none() || batch.tag_pixels.is_empty()))
+            || (!texts && (self.tag_weight <= 0.0 || batch.tag_pixels.is_empty()))
             || batch.pixels.len() != images * per_image
             || batch.prompts.len() != batch.targets.len()
             || batch.prompts.iter().any(|(i, _, _)| *i >= images)
@@ -249,10 +208,10 @@ impl VlmTrainer {
         };
         let loss: f32 = out.loss.to_scalar()?;
         let mut total = out.loss;
-        let (mut tag_loss, mut tag_f1) = (0f32, 0f32);
-        if let (Some(head), false) = (&self.tagger, batch.tag_pixels.is_empty()) {
+        let (mut tag_loss_value, mut tag_f1) = (0f32, 0f32);
+        let tags = self.config().tagger.as_ref().map_or(0, |t| t.tags.len());
+        if self.tag_weight > 0.0 && !batch.tag_pixels.is_empty() {
             let n = batch.tag_pixels.len() / per_image;
-            let tags = head.weight.dim(0)?;
             if batch.tag_pixels.len() != n * per_image || batch.tag_targets.len() != n * tags {
                 return Err(ModelError(format!(
                     "tag images need whole 3x{side}x{side} images and {tags} targets each \
@@ -264,14 +223,18 @@ impl VlmTrainer {
             let tag_pixels =
                 Tensor::from_vec(batch.tag_pixels.clone(), (n, 3, side, side), &self.device)?;
             let targets = Tensor::from_vec(batch.tag_targets.clone(), (n, tags), &self.device)?;
-            let (head_loss, f1) = head.loss(&self.model, &tag_pixels, &targets)?;
-            tag_loss = head_loss.to_scalar()?;
+            let logits = self
+                .model
+                .tag_logits(&tag_pixels)?
+                .ok_or_else(|| ModelError("the refiner has no tagging head".into()))?;
+            let (head_loss, f1) = tag_loss(&logits, &targets)?;
+            tag_loss_value = head_loss.to_scalar()?;
             tag_f1 = f1;
-            total = (total + (head_loss * head.loss_weight)?)?;
+            total = (total + (head_loss * self.tag_weight)?)?;
         }
-        if !loss.is_finite() || !tag_loss.is_finite() {
+        if !loss.is_finite() || !tag_loss_value.is_finite() {
             return Err(ModelError(format!(
-                "the loss is {loss} (tags {tag_loss}) at step {}: lower the learning rate",
+                "the loss is {loss} (tags {tag_loss_value}) at step {}: lower the learning rate",
                 self.steps() + 1
             )));
         }
@@ -281,31 +244,9 @@ impl VlmTrainer {
             loss,
             token_accuracy: out.token_accuracy,
             tokens: out.tokens,
-            tag_loss,
+            tag_loss: tag_loss_value,
             tag_f1,
         })
-    }
-
-    /// Saves the tagging head's weights (`tagger.safetensors`), if there is one.
-    pub fn save_tagger(&self, path: &Path) -> ModelResult<()> {
-        match &self.tagger {
-            Some(head) => head
-                .varmap
-                .save(path)
-                .map_err(|e| ModelError(format!("cannot write tagger '{}': {e}", path.display()))),
-            None => Ok(()),
-        }
-    }
-
-    /// Loads the tagging head's weights saved by [`VlmTrainer::save_tagger`].
-    pub fn load_tagger(&mut self, path: &Path) -> ModelResult<()> {
-        match &mut self.tagger {
-            Some(head) => head
-                .varmap
-                .load(path)
-                .map_err(|e| ModelError(format!("cannot read tagger '{}': {e}", path.display()))),
-            None => Ok(()),
-        }
     }
 
     /// Saves the weights (`model.safetensors`).
@@ -393,7 +334,7 @@ mod tests {
     }
 
     /// The tagging head learns which of three colors each image is, alongside a text task,
-    /// and its weights survive a save and a load.
+    /// and is saved with the model.
     #[test]
     fn tagging_head_learns_the_images_tags() {
         let params = AdamWParams {
@@ -402,10 +343,14 @@ mod tests {
             eps: 1e-6,
             weight_decay: 0.0,
         };
-        let config = crate::models::vlm_config::tiny_config(32);
-        let mut trainer =
-            VlmTrainer::with_tagger(config.clone(), 1, params, &Device::Cpu, Some((3, 1.0)))
-                .expect("trainer");
+        let mut config = crate::models::vlm_config::tiny_config(32);
+        config.tagger = Some(crate::models::vlm_config::TaggerConfig {
+            tags: ["red", "green", "blue"].map(String::from).to_vec(),
+            threshold: 0.5,
+            writes_short_pos: true,
+        });
+        let mut trainer = VlmTrainer::with_tag_weight(config.clone(), 1, params, &Device::Cpu, 1.0)
+            .expect("trainer");
         let mut state = 11u64;
         let mut next = move |n: u64| {
             state = state
@@ -438,22 +383,15 @@ mod tests {
         }
         assert!(f1 > 0.95, "tags not learned: F1 {f1}");
 
+        // The head is part of the model: its weights are saved with the rest.
         let dir = std::env::temp_dir().join(format!("hqflow-tagger-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("tagger.safetensors");
-        trainer.save_tagger(&path).expect("save");
-        let mut other = VlmTrainer::with_tagger(config, 2, params, &Device::Cpu, Some((3, 1.0)))
-            .expect("trainer");
-        other.load_tagger(&path).expect("load");
-        let weights = |t: &VlmTrainer| -> Vec<f32> {
-            let head = t.tagger.as_ref().expect("head");
-            head.weight
-                .flatten_all()
-                .expect("flat")
-                .to_vec1()
-                .expect("vec")
-        };
-        assert_eq!(weights(&trainer), weights(&other));
+        let path = dir.join("model.safetensors");
+        trainer.save_weights(&path).expect("save");
+        let saved = candle_core::safetensors::load(&path, &Device::Cpu).expect("load");
+        assert_eq!(saved["tagger.weight"].dims(), [3, 32]);
+        let other = VlmTrainer::from_scratch(config, 2, params, &Device::Cpu).expect("trainer");
+        assert_eq!(other.load_weights(&path, "tagger.").expect("load"), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
