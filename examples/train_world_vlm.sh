@@ -16,23 +16,30 @@ mkdir -p "$WORK"
 # The seed set: 20,000 world images with alt-texts of every quality and the four texts
 # written from truth (the role GPT-4o's annotations play in HQ-CLIP).
 [ -d "$WORK/seed" ] || "$BIN/hqflow" world seed --rows 20000 --seed 1 --size 32 --out "$WORK/seed"
-# As the shipped refiner was trained, in three runs:
+# As the shipped refiner was trained, in four runs (udfs/models/world-vlm/README.md):
 # 1. text only (--tag-weight 0): a 3,000-step schedule stopped at step 1,500, then resumed
 #    under a 9,000-step schedule to its end (about 1.5 hours on 2 idle cores);
 if [ ! -f "$WORK/refiner/train_state.json" ]; then
   "$BIN/hqflow-train" refiner --data "$WORK/seed" --out "$WORK/refiner" --steps 3000 --stop-after 1500 --tag-weight 0
 fi
 "$BIN/hqflow-train" refiner --data "$WORK/seed" --out "$WORK/refiner" --steps 9000 --resume
-# 2. from there, texts with the tagging head at half the rate: a 5,000-step schedule
-#    stopped at step 1,000 (about 15 minutes);
-if [ ! -f "$WORK/tagged/train_state.json" ]; then
-  "$BIN/hqflow-train" refiner --data "$WORK/seed" --out "$WORK/tagged" --from "$WORK/refiner" \
-    --steps 5000 --lr 5e-4 --stop-after 1000
+# 2. texts with the tagging head: a 5,000-step schedule stopped at step 1,000;
+[ -f "$WORK/tagged/train_state.json" ] || "$BIN/hqflow-train" refiner --data "$WORK/seed" \
+  --out "$WORK/tagged" --from "$WORK/refiner" --steps 5000 --lr 5e-4 --stop-after 1000
+# 3. the tagging head and tower alone: an 8,000-step schedule stopped at step 3,000 (the
+#    shipped run began it with a fresh head: the layout of then did not carry it over);
+[ -f "$WORK/tags-only/train_state.json" ] || "$BIN/hqflow-train" refiner --data "$WORK/seed" \
+  --out "$WORK/tags-only" --from "$WORK/tagged" --steps 8000 --tag-only-steps 5000 --lr 1e-3 \
+  --stop-after 3000
+# 4. on 100,000 seed rows, tagging images mirrored: 2,500 steps of the head and tower alone,
+#    then 3,000 of texts with tags (about 45 minutes); the head writes the positive tags.
+[ -d "$WORK/seed100k" ] || "$BIN/hqflow" world seed --rows 100000 --seed 11 --size 32 --out "$WORK/seed100k"
+if [ ! -f "$WORK/final/train_state.json" ]; then
+  "$BIN/hqflow-train" refiner --data "$WORK/seed100k" --out "$WORK/final" --from "$WORK/tags-only" \
+    --steps 5500 --tag-only-steps 2500 --tag-mirror --lr 1e-3 --negative-contrast 0.5 \
+    --tagger-writes-short-pos
 fi
-# 3. from there, 5,000 steps of the tagging head and tower alone, then 3,000 of texts with
-#    tags, under one 8,000-step schedule (about 55 minutes).
-"$BIN/hqflow-train" refiner --data "$WORK/seed" --out "$WORK/final" --from "$WORK/tagged" \
-  --steps 8000 --tag-only-steps 5000 --lr 1e-3 --negative-contrast 0.5 $([ -f "$WORK/final/train_state.json" ] && echo --resume)
+"$BIN/hqflow-train" refiner --data "$WORK/seed100k" --out "$WORK/final" --resume
 # A pool from another row domain and seed than any training row, refined and judged.
 [ -d "$WORK/pool" ] || "$BIN/hqflow" world pool --rows 2000 --seed 3 --size 32 --out "$WORK/pool"
 rm -rf "$WORK/refined"

@@ -585,12 +585,15 @@ pub async fn run(args: &RefinerArgs, status: Status) -> Result<()> {
                 .load_weights(&clip_dir.join("model.safetensors"), prefix)
                 .map_err(model_err)?;
         }
+        let head = match (&trainer.config().tagger, vocabulary.is_empty()) {
+            (Some(t), false) => format!("a tagging head over {} tags, trained", t.tags.len()),
+            (Some(t), true) => format!("a tagging head over {} tags, not trained", t.tags.len()),
+            (None, _) => "no tagging head".into(),
+        };
         status.line(&format!(
-            "refiner: {} parameters; {what} ({loaded} tensors) from {}; tagging head over {} \
-             tags",
+            "refiner: {} parameters; {what} ({loaded} tensors) from {}; {head}",
             trainer.parameter_count(),
             clip_dir.display(),
-            vocabulary.len()
         ));
         let _ = std::fs::remove_file(args.out.join("metrics.jsonl"));
         (
