@@ -271,6 +271,17 @@ impl VlmTrainer {
 mod tests {
     use super::*;
 
+    /// Deterministic draws below `n`, from `seed`.
+    fn draws(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut state = seed;
+        move |n| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            (state >> 33) % n
+        }
+    }
+
     /// What the refiner must learn, in miniature: to copy what the alt-text says (long_pos:
     /// the alt-text's tokens) and to name what the image shows (short_pos: a token that only
     /// the image's color decides). Both reach the decoder only through the prefix, so a
@@ -289,13 +300,7 @@ mod tests {
             &Device::Cpu,
         )
         .expect("trainer");
-        let mut state = 7u64;
-        let mut next = move |n: u64| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
-            (state >> 33) % n
-        };
+        let mut next = draws(7);
         let mut last = [0f32; 2];
         for step in 0..400 {
             let task = if step % 2 == 0 {
@@ -351,13 +356,7 @@ mod tests {
         });
         let mut trainer = VlmTrainer::with_tag_weight(config.clone(), 1, params, &Device::Cpu, 1.0)
             .expect("trainer");
-        let mut state = 11u64;
-        let mut next = move |n: u64| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
-            (state >> 33) % n
-        };
+        let mut next = draws(11);
         let image = |color: usize| {
             let mut pixels = vec![-1f32; 3 * 8 * 8];
             pixels[color * 64..(color + 1) * 64].fill(1.0);
