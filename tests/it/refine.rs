@@ -589,10 +589,10 @@ fn each_row_is_refined_once_however_many_fields_are_read() {
 /// hidden truth by `hqflow world judge`. On these 96 rows the shipped refiner measured
 /// positive-tag F1 0.936, long-description statements right 0.76, negative tags
 /// contradicting 0.92, long negatives contradicting 1.000 (2,000 rows:
-/// `udfs/models/world-vlm/README.md`). The floors are the targets (tag F1 >= 0.9,
-/// >= 95% of long negatives contradicting) where it sets one, with room for other thread
-/// counts' rounding elsewhere; the refiner before its tagging head and contrastive
-/// negatives measured F1 0.61 and 0.77 here.
+/// `udfs/models/world-vlm/README.md`). The floors are the targets (tag F1 at least
+/// 0.9, at least 95% of long negatives contradicting) where it sets one, with room for
+/// other thread counts' rounding elsewhere; the refiner before its tagging head and
+/// contrastive negatives measured F1 0.61 and 0.77 here.
 #[test]
 fn the_built_in_refiner_is_judged_against_the_hidden_truth() {
     let dir = tempfile::tempdir().expect("temp dir");

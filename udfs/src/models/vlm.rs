@@ -122,18 +122,25 @@ impl Vlm {
         &self.device
     }
 
-    /// The tagging head's logits [images, tags] (None without a head).
-    pub fn tag_logits(&self, pixels: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    /// The vision tower's tokens [images, image_tokens, vision width], class token first:
+    /// what both the decoder (through the projection) and the tagging head read.
+    pub fn see(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
+        self.vision.tokens(pixels)
+    }
+
+    /// The tagging head's logits [images, tags] from the tower's tokens (None without a
+    /// head).
+    pub fn tag_logits(&self, seen: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let Some((weight, bias)) = &self.tagger else {
             return Ok(None);
         };
-        let class = self.vision.tokens(pixels)?.narrow(1, 0, 1)?.squeeze(1)?;
+        let class = seen.narrow(1, 0, 1)?.squeeze(1)?;
         Ok(Some(class.matmul(&weight.t()?)?.broadcast_add(bias)?))
     }
 
     /// Image tokens in the decoder's width, [images, image_tokens, hidden].
     fn image_tokens(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
-        self.image_projection.forward(&self.vision.tokens(pixels)?)
+        self.image_projection.forward(&self.see(pixels)?)
     }
 
     /// Token embeddings of `ids` [b, n].
@@ -275,6 +282,11 @@ impl Vlm {
     /// at EOS or its task's bound; long negatives are decoded contrastively when the config
     /// asks (see [`NEGATIVE_PLAUSIBILITY`]). Run in [`Mode::Inference`].
     pub fn generate(&self, pixels: &Tensor, prompts: &[Prompt]) -> ModelResult<Vec<Vec<u32>>> {
+        self.generate_seen(&self.see(pixels)?, prompts)
+    }
+
+    /// [`Vlm::generate`] from the tower's tokens ([`Vlm::see`]).
+    pub fn generate_seen(&self, seen: &Tensor, prompts: &[Prompt]) -> ModelResult<Vec<Vec<u32>>> {
         if prompts.is_empty() {
             return Ok(Vec::new());
         }
@@ -297,11 +309,10 @@ impl Vlm {
             }
         }
         guide.resize(all.len(), None);
-        partner.resize(all.len(), None);
         let mut written: Vec<Vec<u32>> = vec![Vec::new(); all.len()];
         let eos = c.decoder_config.eos_token_id;
         let p = c.prefix_length();
-        let images = self.image_tokens(pixels)?;
+        let images = self.image_projection.forward(seen)?;
         let (prefix, padding) = self.prefix(&images, &all)?;
         let mask = self.mask(&padding, p)?;
         let mut xs = prefix;

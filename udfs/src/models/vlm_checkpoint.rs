@@ -136,12 +136,14 @@ impl VlmCheckpoint {
             }
         }
         let pixels = Tensor::from_vec(flat, (rows.len(), 3, side, side), &self.device)?;
-        let written = self.model.generate(&pixels, &prompts)?;
+        // One pass of the tower serves the decoder and the tagging head.
+        let seen = self.model.see(&pixels)?;
+        let written = self.model.generate_seen(&seen, &prompts)?;
         let texts = written
             .iter()
             .map(|ids| self.tokenizer.decode(ids).map(|t| t.trim().to_string()))
             .collect::<ModelResult<Vec<String>>>()?;
-        let mut found = match (tagger, self.model.tag_logits(&pixels)?) {
+        let mut found = match (tagger, self.model.tag_logits(&seen)?) {
             (Some(t), Some(logits)) => found_tags(&logits.to_vec2()?, t),
             _ => Vec::new(),
         }

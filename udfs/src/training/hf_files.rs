@@ -64,7 +64,7 @@ fn vision_config_value(v: &VisionConfig, projection_dim: Option<usize>) -> serde
 
 /// `config.json` of the refiner (`hqflow_vlm`).
 pub fn vlm_config_json(config: &VlmConfig) -> String {
-    let value = serde_json::json!({
+    let mut value = serde_json::json!({
         "architectures": ["HqflowVlm"],
         "model_type": MODEL_TYPE,
         "torch_dtype": "float32",
@@ -74,7 +74,6 @@ pub fn vlm_config_json(config: &VlmConfig) -> String {
         "max_new_tokens": config.max_new_tokens,
         "negative_contrast": config.negative_contrast,
     });
-    let mut value = value;
     if let Some(tagger) = &config.tagger {
         value["tagger"] = serde_json::json!(tagger);
     }

@@ -124,6 +124,12 @@ pub struct TagLoss {
     pub accuracy: f32,
 }
 
+/// Binary cross-entropy of logits `z` against 0/1 targets `y`, element by element, in the
+/// stable form max(z, 0) − y·z + ln(1 + e^−|z|).
+pub fn bce_with_logits(z: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
+    (z.relu()? - (z * y)?)? + ((z.abs()?.neg()?.exp()? + 1.0)?.log()?)
+}
+
 /// HQ-CLIP's short-tag classification, our formulation: the classifier's weights are the text
 /// tower's own embeddings of the tags (a head tied to the text tower, so the checkpoint stays
 /// a plain CLIP and zero-shot prompts benefit), and each labelled (image, tag) entry is a
@@ -158,9 +164,7 @@ pub fn tag_classification(
         .flatten_all()?
         .index_select(&Tensor::from_vec(index, n, device)?, 0)?;
     let y = Tensor::from_vec(targets.clone(), n, device)?;
-    // BCE with logits, stable form: max(z, 0) − y·z + ln(1 + e^−|z|).
-    let bce = ((z.relu()? - (&z * &y)?)? + ((z.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
-    let total = bce.mean_all()?;
+    let total = bce_with_logits(&z, &y)?.mean_all()?;
     let decided = z.to_vec1::<f32>()?;
     let right = decided
         .iter()

@@ -18,6 +18,7 @@ use candle_nn::{VarBuilder, VarMap};
 
 use super::adamw::{AdamW, AdamWParams};
 use super::init::initialize_vlm;
+use super::loss::bce_with_logits;
 use super::trainer::named_vars;
 use crate::models::blocks::Mode;
 use crate::models::vlm::{LossOutput, Prompt, Vlm};
@@ -58,10 +59,7 @@ pub struct VlmStepStats {
 /// Binary cross-entropy of tag `logits` [images, tags] against 0/1 `targets` (summed over
 /// tags, mean over images), and the F1 of the tags predicted (logit > 0).
 fn tag_loss(logits: &Tensor, targets: &Tensor) -> ModelResult<(Tensor, f32)> {
-    // log(1 + e^x) - y·x, written stably as max(x, 0) + log(1 + e^-|x|) - y·x.
-    let softplus = (logits.relu()? + ((logits.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
-    let per_image = (softplus - (targets * logits)?)?.sum(1)?;
-    let loss = per_image.mean_all()?;
+    let loss = bce_with_logits(logits, targets)?.sum(1)?.mean_all()?;
     let predicted = logits.gt(0f32)?.to_dtype(DType::F32)?;
     let hits: f32 = (&predicted * targets)?.sum_all()?.to_scalar()?;
     let total: f32 = (predicted.sum_all()? + targets.sum_all()?)?.to_scalar()?;
@@ -225,7 +223,7 @@ impl VlmTrainer {
             let targets = Tensor::from_vec(batch.tag_targets.clone(), (n, tags), &self.device)?;
             let logits = self
                 .model
-                .tag_logits(&tag_pixels)?
+                .tag_logits(&self.model.see(&tag_pixels)?)?
                 .ok_or_else(|| ModelError("the refiner has no tagging head".into()))?;
             let (head_loss, f1) = tag_loss(&logits, &targets)?;
             tag_loss_value = head_loss.to_scalar()?;
