@@ -13,6 +13,7 @@
 //! module of its own with an async `run`.
 
 pub mod augment;
+pub mod caption_edit;
 pub mod eval;
 pub mod fit;
 pub mod loader;

@@ -309,7 +309,7 @@ async fn checked_columns(args: &FitArgs, recipe: &Recipe) -> Result<Columns> {
         long_pos: recipe.text.long_pos > 0.0,
         short_pos: recipe.text.short_pos > 0.0,
         long_neg: recipe.loss.hard_negative > 0.0,
-        tags: recipe.loss.tags > 0.0,
+        tags: recipe.loss.tags > 0.0 || recipe.loss.edited_negative > 0.0,
     };
     let what = match &args.query {
         Some(_) => "the --query result".to_string(),
@@ -371,6 +371,8 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         weight_decay: recipe.optim.weight_decay,
     };
     let recipe_text = recipe.to_toml()?;
+    // Tag lists are read for the tag loss, for caption edits, or both.
+    let tag_loss = columns.tags && recipe.loss.tags > 0.0;
     let (mut trainer, texts, mut state, tags) = if args.resume {
         let out = &args.out;
         let config_path = out.join("config.json");
@@ -393,7 +395,7 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
             tokenizer_config: read_optional(&out.join(TOKENIZER_CONFIG))?,
             recipe: recipe_text,
         };
-        let tags = if columns.tags {
+        let tags = if tag_loss {
             read_tag_vocab(&out.join(TAG_VOCAB))?
         } else {
             Vec::new()
@@ -413,7 +415,7 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
             tokenizer_config: read_optional(&init.join(TOKENIZER_CONFIG))?,
             recipe: recipe_text,
         };
-        let tags = if columns.tags {
+        let tags = if tag_loss {
             first_rows(args, columns, recipe.tokenizer.max_rows)
                 .await?
                 .top_tags(recipe.loss.tag_vocab)
@@ -424,7 +426,11 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
     } else {
         let started = Instant::now();
         let first = first_rows(args, columns, recipe.tokenizer.max_rows).await?;
-        let tags = first.top_tags(recipe.loss.tag_vocab);
+        let tags = if tag_loss {
+            first.top_tags(recipe.loss.tag_vocab)
+        } else {
+            Vec::new()
+        };
         let corpus = first.corpus;
         if corpus.is_empty() {
             return Err(DataFusionError::Plan(format!(
@@ -447,11 +453,14 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
             tokenizer_config: Some(tokenizer_config_json(recipe.model.context_length)),
             recipe: recipe_text,
         };
-        let trainer = ClipTrainer::from_scratch(config, recipe.optim.seed, optim, &device)
+        let mut trainer = ClipTrainer::from_scratch(config, recipe.optim.seed, optim, &device)
             .map_err(model_err)?;
+        if recipe.model.position_init == "sincos" {
+            trainer.use_sincos_positions().map_err(model_err)?;
+        }
         (trainer, texts, TrainState::default(), tags)
     };
-    if columns.tags {
+    if tag_loss {
         let vocab = serde_json::to_string_pretty(&TagVocab { tags: tags.clone() })
             .map_err(|e| DataFusionError::Internal(format!("tag vocabulary: {e}")))?;
         write_text(&args.out.join(TAG_VOCAB), &format!("{vocab}\n"))?;
@@ -494,6 +503,7 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         norm,
         tokenizer: Arc::new(tokenizer),
         tag_vocab: Arc::new(tags.iter().cloned().collect()),
+        edited_negative: recipe.loss.edited_negative,
     })?;
     let metrics_path = args.out.join("metrics.jsonl");
     if args.resume {
@@ -505,12 +515,12 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         .open(&metrics_path)
         .map_err(|e| io_err(&metrics_path, "open", e))?;
     let weights = LossWeights {
-        hard_negative: if columns.long_neg {
+        hard_negative: if columns.long_neg || recipe.loss.edited_negative > 0.0 {
             recipe.loss.hard_negative
         } else {
             0.0
         },
-        tags: if columns.tags { recipe.loss.tags } else { 0.0 },
+        tags: if tag_loss { recipe.loss.tags } else { 0.0 },
     };
     let mut progress = ProgressBar::new(!status.is_quiet() && std::io::stderr().is_terminal());
     let started = Instant::now();

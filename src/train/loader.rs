@@ -20,6 +20,7 @@ use hqflow_udfs::models::tokenizer::ClipTokenizer;
 use hqflow_udfs::training::{TagLabel, TrainBatch};
 
 use super::augment::{Crop, augment};
+use super::caption_edit::edited_caption;
 use super::shuffle::ShuffleBuffer;
 use super::source::{self, Columns, Row};
 use crate::world::rng::Rng;
@@ -56,6 +57,8 @@ pub struct LoaderConfig {
     pub tokenizer: Arc<ClipTokenizer>,
     /// Tags the tag loss knows; empty without the tag loss.
     pub tag_vocab: Arc<HashSet<String>>,
+    /// Share of rows whose hard negative is an edit of their caption.
+    pub edited_negative: f64,
 }
 
 /// Rows seen and skipped.
@@ -421,11 +424,17 @@ fn prepare(config: &LoaderConfig, counts: &Counts, job: Job) -> Result<Prepared>
         batch
             .texts
             .push(config.tokenizer.encode(text).map_err(model_err)?);
-        batch.negatives.push(match &row.negative {
-            Some(neg) if config.columns.long_neg => {
-                Some(config.tokenizer.encode(neg).map_err(model_err)?)
-            }
+        let edited = (config.edited_negative > 0.0 && rng.chance(config.edited_negative))
+            .then(|| edited_caption(text, &row.tags[0], &row.tags[1], &mut rng))
+            .flatten();
+        let negative = match (&edited, &row.negative) {
+            (Some(edit), _) => Some(edit),
+            (None, Some(neg)) if config.columns.long_neg => Some(neg),
             _ => None,
+        };
+        batch.negatives.push(match negative {
+            Some(neg) => Some(config.tokenizer.encode(neg).map_err(model_err)?),
+            None => None,
         });
     }
     Ok(Prepared {

@@ -55,6 +55,9 @@ pub struct ModelRecipe {
     pub projection_dim: usize,
     /// MLP activation: "gelu" or "quick_gelu".
     pub activation: String,
+    /// How the vision position embeddings start: "normal" (transformers' normal(0, 0.02))
+    /// or "sincos" (a 2-D sine-cosine table that says where each patch is).
+    pub position_init: String,
 }
 
 impl Default for ModelRecipe {
@@ -72,6 +75,7 @@ impl Default for ModelRecipe {
             context_length: 40,
             projection_dim: 64,
             activation: "gelu".into(),
+            position_init: "normal".into(),
         }
     }
 }
@@ -196,6 +200,10 @@ pub struct LossRecipe {
     pub tags: f64,
     /// Tags the term knows: the most frequent ones in the first `tokenizer.max_rows` rows.
     pub tag_vocab: usize,
+    /// Share of rows whose hard negative is their own caption with one statement made
+    /// false (see `caption_edit`) rather than `long_neg`; rows no edit applies to keep
+    /// `long_neg`. Uses the row's tags when the table has `short_pos` and `short_neg`.
+    pub edited_negative: f64,
 }
 
 impl Default for LossRecipe {
@@ -204,6 +212,7 @@ impl Default for LossRecipe {
             hard_negative: 1.0,
             tags: 1.0,
             tag_vocab: 1000,
+            edited_negative: 0.0,
         }
     }
 }
@@ -286,6 +295,16 @@ impl Recipe {
                 m.activation
             ));
         }
+        if !matches!(m.position_init.as_str(), "normal" | "sincos") {
+            problems.push(format!(
+                "model.position_init '{}' is not \"normal\" or \"sincos\"",
+                m.position_init
+            ));
+        }
+        if m.position_init == "sincos" && m.vision_width % 4 != 0 {
+            problems
+                .push("model.position_init \"sincos\" needs vision_width divisible by 4".into());
+        }
         if self.tokenizer.vocab_size < hqflow_udfs::training::bpe::MIN_VOCAB {
             problems.push(format!(
                 "tokenizer.vocab_size must be at least {}",
@@ -325,6 +344,9 @@ impl Recipe {
         }
         if !(self.loss.hard_negative.is_finite() && self.loss.hard_negative >= 0.0) {
             problems.push("loss.hard_negative must be ≥ 0".into());
+        }
+        if !(0.0..=1.0).contains(&self.loss.edited_negative) {
+            problems.push("loss.edited_negative must be in [0, 1]".into());
         }
         if !(self.loss.tags.is_finite() && self.loss.tags >= 0.0) {
             problems.push("loss.tags must be ≥ 0".into());
@@ -372,5 +394,10 @@ mod tests {
         assert!(e.to_string().contains("model.image_size"), "{e}");
         let e = Recipe::from_toml("[data]\nbatch_size = \"x\"\n", "x.toml").expect_err("type");
         assert!(e.to_string().contains("x.toml"), "{e}");
+        let e = Recipe::from_toml("[loss]\nedited_negative = 1.5\n", "x.toml").expect_err("share");
+        assert!(e.to_string().contains("loss.edited_negative"), "{e}");
+        let e =
+            Recipe::from_toml("[model]\nposition_init = \"rope\"\n", "x.toml").expect_err("init");
+        assert!(e.to_string().contains("model.position_init 'rope'"), "{e}");
     }
 }

@@ -4,6 +4,8 @@
 use std::fs;
 use std::path::Path;
 
+use candle_core::Device;
+
 use super::support::{Run, hqflow_in};
 
 /// A tiny recipe for the dev profile: seconds, not minutes.
@@ -221,6 +223,92 @@ fn learns_saves_a_checkpoint_hqflow_loads_and_evaluates() {
     for kind in ["wrong_attr", "junk", "mismatch", "empty"] {
         let auc = filtering["roc_auc"][kind].as_f64().expect("an AUC");
         assert!((0.0..=1.0).contains(&auc), "{kind}: {auc}");
+    }
+}
+
+#[test]
+fn edited_captions_are_hard_negatives_where_the_table_has_no_long_neg() {
+    let dir = setup("40");
+    let d = dir.path();
+    // Alt-texts only, and no long_neg column: without edits no row has a hard negative.
+    let alt_texts = TINY.replace("txt = 0.0\nlong_pos = 1.0", "txt = 1.0");
+    for (name, share) in [("edit.toml", 1.0), ("plain.toml", 0.0)] {
+        let recipe =
+            format!("{alt_texts}[loss]\nhard_negative = 1.0\nedited_negative = {share:.1}\n");
+        fs::write(d.join(name), recipe).expect("recipe");
+    }
+    let query = "SELECT img, txt, short_pos, short_neg FROM data";
+    let fit = |out: &str, recipe: &str| {
+        let args = [
+            "fit", "--data", "seed", "--query", query, "--out", out, "--recipe", recipe, "--steps",
+            "4", "-q",
+        ];
+        train_in(d, &args).ok();
+    };
+    fit("edits", "edit.toml");
+    let with_edits = metric(&d.join("edits"), "negative_accuracy");
+    assert_eq!(with_edits.len(), 4);
+    assert!(
+        with_edits.iter().all(|a| (0.0..=1.0).contains(a)),
+        "{with_edits:?}"
+    );
+    fit("plain", "plain.toml");
+    let lines = fs::read_to_string(d.join("plain").join("metrics.jsonl")).expect("metrics");
+    for line in lines.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        assert!(v["negative_accuracy"].is_null(), "{line}");
+    }
+}
+
+#[test]
+fn sincos_positions_start_apart_and_train() {
+    let dir = setup("40");
+    let d = dir.path();
+    // 32 px, patch 8: a 4 x 4 grid; one step at a tiny learning rate keeps the table.
+    let recipe = TINY
+        .replace(
+            "image_size = 16",
+            "image_size = 32\nposition_init = \"sincos\"",
+        )
+        .replace("steps = 36", "steps = 1")
+        .replace("lr = 0.002", "lr = 0.0000001");
+    fs::write(d.join("sincos.toml"), recipe).expect("recipe");
+    let args = [
+        "fit",
+        "--data",
+        "seed",
+        "--out",
+        "m",
+        "--recipe",
+        "sincos.toml",
+        "-q",
+    ];
+    train_in(d, &args).ok();
+    let weights = candle_core::safetensors::load(d.join("m/model.safetensors"), &Device::Cpu)
+        .expect("weights");
+    let table = weights["vision_model.embeddings.position_embedding.weight"]
+        .to_vec2::<f32>()
+        .expect("a matrix");
+    assert_eq!(table.len(), 17);
+    let cos = |a: &[f32], b: &[f32]| {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        dot / (norm(a) * norm(b))
+    };
+    // Farther patches start less alike (trained normal draws end as one shared vector, top
+    // left and top right at cosine 0.95), and every patch row has the table's norm 2.
+    let (near, far, corner) = (
+        cos(&table[1], &table[2]),
+        cos(&table[1], &table[4]),
+        cos(&table[1], &table[16]),
+    );
+    assert!(
+        far < 0.9 && far < near && corner < near,
+        "{near} {far} {corner}"
+    );
+    for row in &table[1..] {
+        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 2.0).abs() < 0.01, "{norm}");
     }
 }
 

@@ -173,6 +173,40 @@ fn fill(varmap: &VarMap, seed: u64, rule: impl Fn(&str) -> ModelResult<Start>) -
     Ok(())
 }
 
+/// The vision tower's position embeddings as a 2-D sine-cosine table (MAE's layout): of each
+/// patch row's `width` values, the first half encode its grid row and the second its column,
+/// as sines and cosines at `width / 4` frequencies; the class token's row is zero. MAE's
+/// frequencies (1 down to 1/10000) suit grids of 14 and more: on a 4 x 4 grid most of them
+/// barely turn and the top-left and top-right patches stay at cosine 0.90, so here they run
+/// from π (wavelength 2 patches) down to π / side (twice the grid). Scaled to a row norm of 2, what trained position embeddings of our small CLIPs
+/// reach. Unlike normal(0, 0.02) draws, which training turned into one shared vector (top-left
+/// and top-right patch at cosine 0.95), the table says where each patch is from the first
+/// step. `rows` is 1 + the number of patches (a square grid); `width` a multiple of 4.
+pub fn sincos_positions(rows: usize, width: usize) -> ModelResult<Vec<f32>> {
+    let side = ((rows.saturating_sub(1)) as f64).sqrt().round() as usize;
+    if rows < 2 || side * side + 1 != rows || width % 4 != 0 {
+        return Err(ModelError(format!(
+            "a sine-cosine position table needs 1 + a square number of rows and a width \
+             divisible by 4 (got {rows} rows, width {width})"
+        )));
+    }
+    let quarter = width / 4;
+    let scale = 2.0 / ((width / 2) as f64).sqrt();
+    let mut out = vec![0.0f32; rows * width];
+    for patch in 0..side * side {
+        let row = &mut out[(patch + 1) * width..(patch + 2) * width];
+        for (half, coordinate) in [(0, patch / side), (1, patch % side)] {
+            for i in 0..quarter {
+                let omega = std::f64::consts::PI * (side as f64).powf(-(i as f64) / quarter as f64);
+                let angle = coordinate as f64 * omega;
+                row[half * 2 * quarter + i] = (angle.sin() * scale) as f32;
+                row[half * 2 * quarter + quarter + i] = (angle.cos() * scale) as f32;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Overwrites every variable of the refiner's `varmap` with its initial value from `seed`.
 pub fn initialize_vlm(varmap: &VarMap, config: &VlmConfig, seed: u64) -> ModelResult<()> {
     fill(varmap, seed, |name| vlm_start_for(name, config))
@@ -196,5 +230,33 @@ mod tests {
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
         assert!(mean.abs() < 1e-3, "{mean}");
         assert!((var.sqrt() - 0.02).abs() < 1e-3, "{}", var.sqrt());
+    }
+
+    #[test]
+    fn sincos_positions_tell_every_patch_apart() {
+        let (rows, width) = (17, 128);
+        let table = sincos_positions(rows, width).expect("a table");
+        let row = |k: usize| &table[k * width..(k + 1) * width];
+        assert!(
+            row(0).iter().all(|&v| v == 0.0),
+            "the class token has no position"
+        );
+        let norm = |r: &[f32]| r.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let cos = |a: &[f32], b: &[f32]| {
+            a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (norm(a) * norm(b))
+        };
+        for k in 1..rows {
+            assert!(
+                (norm(row(k)) - 2.0).abs() < 1e-4,
+                "row {k}: {}",
+                norm(row(k))
+            );
+        }
+        // Top-left against top-right and bottom-right: far less alike than the trained
+        // normal-initialised embeddings (0.95).
+        assert!(cos(row(1), row(4)) < 0.8, "{}", cos(row(1), row(4)));
+        assert!(cos(row(1), row(16)) < cos(row(1), row(2)));
+        assert!(sincos_positions(18, 128).is_err());
+        assert!(sincos_positions(17, 126).is_err());
     }
 }

@@ -150,6 +150,24 @@ impl ClipTrainer {
         Ok(trainer)
     }
 
+    /// Replaces the vision tower's position embeddings with a 2-D sine-cosine table
+    /// ([`super::init::sincos_positions`]); for a fresh model, before the first step.
+    pub fn use_sincos_positions(&mut self) -> ModelResult<()> {
+        let name = "vision_model.embeddings.position_embedding.weight";
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| ModelError("parameter map lock poisoned".into()))?;
+        let var = data
+            .get(name)
+            .ok_or_else(|| ModelError(format!("no parameter '{name}'")))?;
+        let (rows, width) = var.dims2()?;
+        let table = super::init::sincos_positions(rows, width)?;
+        var.set(&Tensor::from_vec(table, (rows, width), &self.device)?)?;
+        Ok(())
+    }
+
     /// A model with weights from a transformers-named safetensors file (any float dtype);
     /// a file without `logit_scale` starts it at ln(1/0.07).
     pub fn from_weights(
