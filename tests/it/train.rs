@@ -426,8 +426,9 @@ fn bad_input_is_skipped_or_a_clear_error() {
 #[test]
 fn the_built_in_dfn_separates_correct_alt_texts_on_a_pool_it_never_saw() {
     // The filtering pool has its own row domain: none of its rows was in the model's training
-    // data. The floors sit well under the model's measured figures (its README) and well over
-    // what an untrained model gets (about 0.5).
+    // data. The floors sit under the model's measured figures (on this set: mismatch 0.99,
+    // empty 1.00, junk 0.98, one attribute wrong 0.77) and well over what an untrained model
+    // gets (about 0.5).
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     let eval = [
@@ -456,10 +457,10 @@ fn the_built_in_dfn_separates_correct_alt_texts_on_a_pool_it_never_saw() {
     let metrics: serde_json::Value = serde_json::from_str(run.ok()).expect("metrics JSON");
     let auc = &metrics["filtering"]["roc_auc"];
     for (kind, floor) in [
-        ("mismatch", 0.85),
-        ("empty", 0.85),
-        ("junk", 0.8),
-        ("wrong_attr", 0.55),
+        ("mismatch", 0.95),
+        ("empty", 0.95),
+        ("junk", 0.93),
+        ("wrong_attr", 0.65),
     ] {
         let v = auc[kind].as_f64().expect("an AUC");
         assert!(v >= floor, "{kind}: ROC-AUC {v} < {floor}: {metrics}");
