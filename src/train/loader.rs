@@ -427,15 +427,13 @@ fn prepare(config: &LoaderConfig, counts: &Counts, job: Job) -> Result<Prepared>
         let edited = (config.edited_negative > 0.0 && rng.chance(config.edited_negative))
             .then(|| edited_caption(text, &row.tags[0], &row.tags[1], &mut rng))
             .flatten();
-        let negative = match (&edited, &row.negative) {
-            (Some(edit), _) => Some(edit),
-            (None, Some(neg)) if config.columns.long_neg => Some(neg),
-            _ => None,
-        };
-        batch.negatives.push(match negative {
-            Some(neg) => Some(config.tokenizer.encode(neg).map_err(model_err)?),
-            None => None,
-        });
+        let long_neg = row.negative.as_ref().filter(|_| config.columns.long_neg);
+        let negative = edited.as_ref().or(long_neg);
+        batch.negatives.push(
+            negative
+                .map(|neg| config.tokenizer.encode(neg).map_err(model_err))
+                .transpose()?,
+        );
     }
     Ok(Prepared {
         index: job.index,
