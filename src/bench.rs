@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use datafusion::common::{DataFusionError, Result};
 use hqflow_udfs::models::throughput::{matmul_rate, vision_forward_rate};
-use hqflow_udfs::models::{ClipCheckpoint, DeviceSpec};
+use hqflow_udfs::models::{ClipCheckpoint, DeviceSpec, Precision};
 
 use crate::cli::{Outcome, Status};
 
@@ -32,6 +32,10 @@ pub enum BenchCommand {
         /// Where to run: cpu, cuda[:N] or metal[:N].
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// The model's number format: f32, or bf16 (CPUs with AVX512-BF16). The matmul
+        /// reference is f32 either way.
+        #[arg(long, default_value = "f32")]
+        precision: String,
     },
     /// `hqflow world pool`'s generation rate: rows/s rendered, encoded and written to
     /// Parquet (in a temporary directory, removed afterwards).
@@ -61,6 +65,7 @@ pub fn run(command: &BenchCommand, status: Status) -> Result<Outcome> {
             seconds,
             matmul,
             device,
+            precision,
         } => {
             if *batch == 0 || *seconds <= 0.0 || *matmul == 0 {
                 return Err(DataFusionError::Plan(
@@ -70,12 +75,13 @@ pub fn run(command: &BenchCommand, status: Status) -> Result<Outcome> {
             if cfg!(debug_assertions) {
                 status.line("warning: a debug build; figures mean something only from `cargo build --release`");
             }
-            let device = DeviceSpec::parse(device)
-                .map_err(DataFusionError::Plan)?
-                .open()
-                .map_err(model_error)?;
+            let spec = DeviceSpec::parse(device).map_err(DataFusionError::Plan)?;
+            let precision = Precision::parse(precision)
+                .map_err(|e| DataFusionError::Plan(format!("--precision: {e}")))?;
+            let mode = precision.mode(spec).map_err(model_error)?;
+            let device = spec.open().map_err(model_error)?;
             let budget = Duration::from_secs_f64(*seconds);
-            let checkpoint = ClipCheckpoint::load(model, &device).map_err(model_error)?;
+            let checkpoint = ClipCheckpoint::load_in(model, &device, mode).map_err(model_error)?;
             status.line(&format!(
                 "timing the image tower on batches of {batch} for {seconds} s"
             ));
@@ -88,6 +94,7 @@ pub fn run(command: &BenchCommand, status: Status) -> Result<Outcome> {
                 "benchmark": "clip image-tower forward vs fp32 matmul",
                 "model": model.display().to_string(),
                 "device": format!("{device:?}"),
+                "precision": precision.to_string(),
                 "batch": batch,
                 "images_per_s": (*batch * forward.iterations) as f64 / forward.seconds,
                 "forward_gflops": forward.gflops,

@@ -301,7 +301,7 @@ impl Recipe {
                 m.position_init
             ));
         }
-        if m.position_init == "sincos" && m.vision_width % 4 != 0 {
+        if m.position_init == "sincos" && !m.vision_width.is_multiple_of(4) {
             problems
                 .push("model.position_init \"sincos\" needs vision_width divisible by 4".into());
         }

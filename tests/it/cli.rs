@@ -578,6 +578,85 @@ fn model_errors_are_counted_and_reported_at_the_end() {
     strict.fails_with(1, &["dfn_score: row", "hqflow.on_error = 'fail'"]);
 }
 
+/// `hqflow.precision = 'bf16'` end to end: the built-in DFN's scores on a world pool stay
+/// within 0.005 of f32's (measured: 0.0014 over scores from -0.41 to 0.43) and keep the same
+/// top 30%, give or take a row or two at the cut; on a GPU device it is a plan error.
+#[test]
+fn bf16_scores_keep_the_f32_ranking() {
+    if !hqflow_udfs::models::bf16_matmul::available() {
+        eprintln!("skipped: this CPU lacks AVX512-BF16");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let world = [
+        "world", "pool", "--rows", "300", "--seed", "9", "--out", "p", "--size", "64",
+    ];
+    hqflow_in(d, &world).ok();
+    // Rows whose score is NULL (the pool's broken images) are left out on both sides.
+    let scores = |precision: &str| -> Vec<(String, f64)> {
+        let setting = format!("hqflow.precision={precision}");
+        let query = "SELECT uid, dfn_score(img, txt) AS s FROM p ORDER BY uid";
+        let run = hqflow_in(
+            d,
+            &[
+                "sql",
+                "--no-cache",
+                "-q",
+                "-t",
+                "p=p",
+                "-s",
+                &setting,
+                "--format",
+                "ndjson",
+                query,
+            ],
+        );
+        run.ok()
+            .lines()
+            .filter_map(|l| {
+                let row: serde_json::Value = serde_json::from_str(l).expect("a JSON row");
+                let uid = row["uid"].as_str().expect("uid").to_string();
+                Some((uid, row["s"].as_f64()?))
+            })
+            .collect()
+    };
+    let (full, half) = (scores("f32"), scores("bf16"));
+    assert!(full.len() >= 250, "{} scored rows of 300", full.len());
+    assert_eq!(full.len(), half.len());
+    let mut worst = 0.0f64;
+    for ((uid, a), (uid_b, b)) in full.iter().zip(&half) {
+        assert_eq!(uid, uid_b);
+        worst = worst.max((a - b).abs());
+    }
+    assert!(
+        worst <= 0.005,
+        "bf16 scores differ from f32's by up to {worst}"
+    );
+    let top = |rows: &[(String, f64)]| -> std::collections::HashSet<String> {
+        let mut sorted = rows.to_vec();
+        sorted.sort_by(|x, y| y.1.total_cmp(&x.1));
+        sorted.into_iter().take(90).map(|(uid, _)| uid).collect()
+    };
+    let shared = top(&full).intersection(&top(&half)).count();
+    assert!(shared >= 88, "bf16 keeps {shared} of f32's top 90");
+    let gpu = hqflow_in(
+        d,
+        &[
+            "sql",
+            "--no-cache",
+            "-t",
+            "p=p",
+            "-s",
+            "hqflow.precision=bf16",
+            "-s",
+            "hqflow.device=cuda",
+            "SELECT dfn_score(img, txt) FROM p",
+        ],
+    );
+    gpu.fails_with(1, &["bf16 runs on the CPU only"]);
+}
+
 #[test]
 fn bench_clip_forward_reports_rates() {
     let run = hqflow(&[

@@ -174,6 +174,66 @@ fn trained_checkpoint_matches_transformers() {
     conforms_at("world-dfn", &model, &clip_dir().join("world-dfn"));
 }
 
+/// `hqflow.precision = 'bf16'` against transformers' f32 embeddings: the dense layers' inputs
+/// and weights keep 8 significant bits, so the bounds are looser than f32's 1e-4 (measured:
+/// cosine ≥ 0.99997, values within 0.0036 on these checkpoints).
+#[test]
+fn bf16_embeddings_point_where_transformers_f32_ones_do() {
+    use hqflow_udfs::models::bf16_matmul;
+    use hqflow_udfs::models::clip::Mode;
+    if !bf16_matmul::available() {
+        eprintln!("skipped: this CPU lacks AVX512-BF16");
+        return;
+    }
+    let trained = super::support::root().join("udfs/models/world-dfn");
+    for (name, model, dir) in [
+        ("world-dfn", trained, clip_dir().join("world-dfn")),
+        (
+            "tiny-gelu",
+            clip_dir().join("tiny-gelu"),
+            clip_dir().join("tiny-gelu"),
+        ),
+    ] {
+        let ckpt = ClipCheckpoint::load_in(&model, &Device::Cpu, Mode::InferenceBf16)
+            .expect("the checkpoint loads in bf16");
+        let reference: Reference = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("reference.json")).expect("reference.json"),
+        )
+        .expect("reference.json parses");
+        let texts: Vec<&str> = reference.texts.iter().map(|t| t.text.as_str()).collect();
+        let embeddings = ckpt.embed_texts(&texts).expect("embeds texts");
+        let pixels: HashMap<String, Tensor> =
+            candle_core::safetensors::load(dir.join("pixel_values.safetensors"), &Device::Cpu)
+                .expect("pixel values");
+        let mut pairs: Vec<(String, Vec<f32>, &[f32])> = reference
+            .texts
+            .iter()
+            .zip(embeddings)
+            .map(|(t, got)| (format!("text {:?}", t.text), got, t.embedding.as_slice()))
+            .collect();
+        for image in &reference.images {
+            let theirs: Vec<f32> = pixels[&image.file]
+                .flatten_all()
+                .and_then(|t| t.to_vec1())
+                .expect("pixel tensor");
+            let got = ckpt.embed_pixels(&[theirs]).expect("embeds")[0].clone();
+            pairs.push((
+                format!("image {}", image.file),
+                got,
+                image.embedding.as_slice(),
+            ));
+        }
+        for (what, got, want) in pairs {
+            let cos = cosine(&got, want);
+            let d = max_abs_diff(&got, want);
+            assert!(
+                cos >= 0.9999 && d <= 1e-2,
+                "{name}: {what}: cosine {cos}, max diff {d}"
+            );
+        }
+    }
+}
+
 #[test]
 fn batching_does_not_change_embeddings() {
     let ckpt = ClipCheckpoint::load(&clip_dir().join("tiny-gelu"), &Device::Cpu).expect("loads");

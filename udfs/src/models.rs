@@ -7,6 +7,7 @@
 //! implementation under `tests/data/`.
 
 pub mod batcher;
+pub mod bf16_matmul;
 pub mod blocks;
 pub mod checkpoint;
 pub mod clip;
@@ -16,6 +17,7 @@ pub mod embedded;
 pub mod fingerprint;
 pub mod image_decode;
 pub mod openai_chat;
+pub mod precision;
 pub mod preprocess;
 pub mod registry;
 pub mod resize;
@@ -28,6 +30,7 @@ pub mod vlm_config;
 pub use candle_core::Device;
 pub use checkpoint::ClipCheckpoint;
 pub use device::DeviceSpec;
+pub use precision::Precision;
 
 /// An error while loading or running a model, with what it concerns.
 #[derive(Debug)]

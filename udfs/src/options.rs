@@ -9,7 +9,7 @@ use std::sync::Arc;
 use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
 use datafusion::common::{DataFusionError, Result};
 
-use crate::models::DeviceSpec;
+use crate::models::{DeviceSpec, Precision};
 
 /// What a model function does with a row it cannot compute (undecodable image, failed backend).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -175,6 +175,7 @@ where
 /// | `hqflow.model_batch` | rows per forward pass of a model (default 32) |
 /// | `hqflow.batch_wait_ms` | how long a row may wait for others to fill a batch (default 5) |
 /// | `hqflow.device` | where models run: `cpu` (default), `cuda[:N]`, `metal[:N]` |
+/// | `hqflow.precision` | CLIP models' number format: `f32` (default) or `bf16` (CPUs with AVX512-BF16) |
 /// | `hqflow.cache_dir` | the model-output cache's directory; empty (the default) is off |
 /// | `hqflow.refine.prompt` | `lvlm_refine`'s prompt template file (must hold `{alt_text}`); empty: the built-in one |
 /// | `hqflow.refine.concurrency` | `lvlm_refine` requests in flight per backend (default 16) |
@@ -200,6 +201,8 @@ pub struct HqflowOptions {
     pub batch_wait_ms: u64,
     /// Where models run.
     pub device: DeviceSpec,
+    /// The number format CLIP models compute in.
+    pub precision: Precision,
     /// The model-output cache's directory (`None`: no cache).
     pub cache_dir: Option<String>,
     /// How `lvlm_refine` talks to its backend.
@@ -221,6 +224,7 @@ impl Default for HqflowOptions {
             model_batch: 32,
             batch_wait_ms: 5,
             device: DeviceSpec::Cpu,
+            precision: Precision::F32,
             cache_dir: None,
             refine: RefineSettings::default(),
             errors: Arc::default(),
@@ -274,7 +278,7 @@ impl HqflowOptions {
     /// What the model functions depend on, for telling configurations apart.
     pub fn model_fingerprint(&self) -> String {
         format!(
-            "{:?}|{:?}|{:?}|{:?}|{}|{}|{}|{}|{:?}|{:?}",
+            "{:?}|{:?}|{:?}|{:?}|{}|{}|{}|{}|{}|{:?}|{:?}",
             self.models,
             self.dfn_model,
             self.clip_model,
@@ -283,6 +287,7 @@ impl HqflowOptions {
             self.model_batch,
             self.batch_wait_ms,
             self.device,
+            self.precision,
             self.cache_dir,
             self.refine
         )
@@ -383,6 +388,10 @@ impl ExtensionOptions for HqflowOptions {
                 self.device = DeviceSpec::parse(value)
                     .map_err(|e| config_err(format!("hqflow.device: {e}")))?;
             }
+            "precision" => {
+                self.precision = Precision::parse(value)
+                    .map_err(|e| config_err(format!("hqflow.precision: {e}")))?;
+            }
             "on_error" => {
                 self.on_error = match value.trim().to_ascii_lowercase().as_str() {
                     "null" => OnError::Null,
@@ -398,7 +407,7 @@ impl ExtensionOptions for HqflowOptions {
                 return Err(config_err(format!(
                     "unknown setting 'hqflow.{key}' (known: hqflow.model.NAME, hqflow.dfn_model, \
                      hqflow.clip_model, hqflow.refine_backend, hqflow.on_error, hqflow.model_batch, \
-                     hqflow.batch_wait_ms, hqflow.device, hqflow.cache_dir, hqflow.refine.prompt, \
+                     hqflow.batch_wait_ms, hqflow.device, hqflow.precision, hqflow.cache_dir, hqflow.refine.prompt, \
                      hqflow.refine.concurrency, hqflow.refine.timeout_ms, hqflow.refine.retries, \
                      hqflow.refine.backoff_ms, hqflow.refine.max_tokens)"
                 )));
@@ -443,6 +452,11 @@ impl ExtensionOptions for HqflowOptions {
                 key: "hqflow.device".into(),
                 value: Some(self.device.to_string()),
                 description: "Where models run: cpu, cuda[:N] or metal[:N]",
+            },
+            ConfigEntry {
+                key: "hqflow.precision".into(),
+                value: Some(self.precision.to_string()),
+                description: "CLIP models' number format: f32 or bf16 (CPUs with AVX512-BF16)",
             },
             ConfigEntry {
                 key: "hqflow.cache_dir".into(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use datafusion::common::Result;
 
 use crate::cache::{self, Key, OutputCache};
+use crate::models::Precision;
 use crate::models::fingerprint::{CLIP_FILES, checkpoint_fingerprint};
 use crate::options::HqflowOptions;
 
@@ -17,11 +18,23 @@ pub struct RowCache {
     fingerprint: String,
 }
 
-/// The cache for a call on the checkpoint in `checkpoint_dir`, when the session has one
+/// The cache for a call on the CLIP checkpoint in `checkpoint_dir`, when the session has one
 /// (`hqflow.cache_dir`). A cache that cannot be opened is reported once per session and
-/// the call computes without it.
+/// the call computes without it. Outputs computed in bf16 are kept apart from f32's (they
+/// differ by about 1e-3), under the checkpoint's fingerprint with `-bf16` appended.
 pub fn row_cache(options: &HqflowOptions, checkpoint_dir: &Path) -> Option<RowCache> {
-    checkpoint_cache(options, checkpoint_dir, CLIP_FILES)
+    open_row_cache(options, |store| {
+        let fingerprint = checkpoint_fingerprint(checkpoint_dir, CLIP_FILES, Some(store))
+            .map_err(|e| e.to_string())?;
+        let description = checkpoint_dir.display().to_string();
+        Ok(match options.precision {
+            Precision::F32 => (fingerprint, description),
+            Precision::Bf16 => (
+                format!("{fingerprint}-bf16"),
+                format!("{description} (bf16)"),
+            ),
+        })
+    })
 }
 
 /// The cache for a call on the checkpoint in `checkpoint_dir` whose outputs `files` decide.

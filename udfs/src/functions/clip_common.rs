@@ -64,7 +64,7 @@ pub fn model_for(
     };
     let name = explicit.or(default_name).unwrap_or(embedded::NAME);
     let load = |dir: &std::path::Path| {
-        registry::clip(dir, options.device)
+        registry::clip(dir, options.device, options.precision)
             .map_err(|e| DataFusionError::Plan(format!("{function}: model '{name}': {e}")))
     };
     if name == embedded::NAME && !options.models.contains_key(name) {

@@ -3,18 +3,25 @@
 //! (inference) or hqflow's kernels that carry a backward pass (training; see STACK.md on
 //! candle's fused kernels dropping gradients).
 
+use std::sync::Arc;
+
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
+
+use super::bf16_matmul::{Bf16Dense, PackedWeight};
 
 use super::clip_config::{Activation, TextConfig, VisionConfig};
 use crate::training::fused;
 
-/// How a model computes its LayerNorms and attention softmax.
+/// How a model computes its LayerNorms, attention softmax and dense layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     /// candle's fused kernels: fastest, but no gradient flows through them.
     #[default]
     Inference,
+    /// As [`Mode::Inference`], with the dense layers' products in bfloat16 on the CPU
+    /// ([`super::bf16_matmul`]; callers check that the CPU has AVX512-BF16).
+    InferenceBf16,
     /// Kernels with a backward pass ([`fused`]), so `backward` reaches every parameter;
     /// weights are read from their variables at each forward, so optimizer updates are seen.
     Training,
@@ -32,7 +39,7 @@ pub(crate) struct Norm {
 impl Norm {
     pub(crate) fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         match self.mode {
-            Mode::Inference => self.fused.forward(xs),
+            Mode::Inference | Mode::InferenceBf16 => self.fused.forward(xs),
             Mode::Training => fused::layer_norm(xs, &self.weight, &self.bias, self.eps),
         }
     }
@@ -56,11 +63,31 @@ pub(crate) fn layer_norm(
 }
 
 /// A linear layer, `x Wᵀ + b`, as candle's `Linear` computes it (one matrix product over
-/// all rows), with the bias added by [`fused::bias_add`] in training.
+/// all rows), with the bias added by [`fused::bias_add`] in training; in
+/// [`Mode::InferenceBf16`] the weights are packed once for the bfloat16 kernel, which adds
+/// the bias itself, and the f32 copies are dropped.
 pub(crate) struct Dense {
-    weight: Tensor,
-    bias: Option<Tensor>,
+    weights: Weights,
     mode: Mode,
+}
+
+enum Weights {
+    F32 {
+        weight: Tensor,
+        bias: Option<Tensor>,
+    },
+    Bf16(Arc<PackedWeight>),
+}
+
+impl Weights {
+    fn new(weight: Tensor, bias: Option<Tensor>, mode: Mode) -> candle_core::Result<Self> {
+        Ok(match mode {
+            Mode::InferenceBf16 => {
+                Weights::Bf16(Arc::new(PackedWeight::new(&weight, bias.as_ref())?))
+            }
+            Mode::Inference | Mode::Training => Weights::F32 { weight, bias },
+        })
+    }
 }
 
 impl Dense {
@@ -70,9 +97,10 @@ impl Dense {
         mode: Mode,
         vb: VarBuilder,
     ) -> candle_core::Result<Self> {
+        let weight = vb.get((output, input), "weight")?;
+        let bias = vb.get(output, "bias")?;
         Ok(Dense {
-            weight: vb.get((output, input), "weight")?,
-            bias: Some(vb.get(output, "bias")?),
+            weights: Weights::new(weight, Some(bias), mode)?,
             mode,
         })
     }
@@ -83,9 +111,9 @@ impl Dense {
         mode: Mode,
         vb: VarBuilder,
     ) -> candle_core::Result<Self> {
+        let weight = vb.get((output, input), "weight")?;
         Ok(Dense {
-            weight: vb.get((output, input), "weight")?,
-            bias: None,
+            weights: Weights::new(weight, None, mode)?,
             mode,
         })
     }
@@ -94,15 +122,20 @@ impl Dense {
         let dims = xs.dims().to_vec();
         let input = dims.last().copied().unwrap_or(1);
         let rows = xs.contiguous()?.reshape(((), input))?;
-        let ys = rows.matmul(&self.weight.t()?)?;
-        let ys = match (&self.bias, self.mode) {
-            (None, _) => ys,
-            (Some(b), Mode::Training) => fused::bias_add(&ys, b)?,
-            (Some(b), Mode::Inference) => ys.broadcast_add(b)?,
+        let ys = match &self.weights {
+            Weights::Bf16(packed) => rows.apply_op1_no_bwd(&Bf16Dense(Arc::clone(packed)))?,
+            Weights::F32 { weight, bias } => {
+                let ys = rows.matmul(&weight.t()?)?;
+                match (bias, self.mode) {
+                    (None, _) => ys,
+                    (Some(b), Mode::Training) => fused::bias_add(&ys, b)?,
+                    (Some(b), _) => ys.broadcast_add(b)?,
+                }
+            }
         };
         let mut out = dims;
         if let Some(last) = out.last_mut() {
-            *last = self.weight.dim(0)?;
+            *last = ys.dim(1)?;
         }
         ys.reshape(out)
     }
@@ -197,7 +230,7 @@ impl Attention {
             scores = scores.broadcast_add(mask)?;
         }
         let weights = match self.mode {
-            Mode::Inference => candle_nn::ops::softmax_last_dim(&scores)?,
+            Mode::Inference | Mode::InferenceBf16 => candle_nn::ops::softmax_last_dim(&scores)?,
             Mode::Training => fused::softmax_last_dim(&scores)?,
         };
         let out = weights.matmul(v)?.transpose(1, 2)?.reshape((b, m, width))?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
-use super::clip::Clip;
+use super::clip::{Clip, Mode};
 use super::clip_config::ClipConfig;
 use super::image_decode::DecodeError;
 use super::preprocess::Preprocessor;
@@ -46,8 +46,13 @@ pub(crate) fn mmap_weights(path: &Path, device: &Device) -> ModelResult<VarBuild
 }
 
 impl ClipCheckpoint {
-    /// Loads the checkpoint in `dir` onto `device`.
+    /// Loads the checkpoint in `dir` onto `device`, to compute in f32.
     pub fn load(dir: &Path, device: &Device) -> ModelResult<Self> {
+        Self::load_in(dir, device, Mode::Inference)
+    }
+
+    /// Loads the checkpoint in `dir` onto `device`, to run in `mode` (an inference mode).
+    pub fn load_in(dir: &Path, device: &Device, mode: Mode) -> ModelResult<Self> {
         let config: ClipConfig = serde_json::from_str(&read(dir, "config.json")?).map_err(|e| {
             ModelError(format!(
                 "checkpoint '{}': config.json is not a CLIPModel config: {e}",
@@ -68,7 +73,7 @@ impl ClipCheckpoint {
             )));
         }
         let vb = mmap_weights(&weights, device)?;
-        let model = Clip::new(config, vb)
+        let model = Clip::with_mode(config, vb, mode)
             .map_err(|e| ModelError(format!("checkpoint '{}': {e}", dir.display())))?;
         Ok(ClipCheckpoint {
             model,

@@ -172,7 +172,7 @@ impl VisionTransformer {
             "weight",
         )?;
         let patch_weight = match mode {
-            Mode::Inference => Some(kernel_matrix(&patch_kernel)?),
+            Mode::Inference | Mode::InferenceBf16 => Some(kernel_matrix(&patch_kernel)?),
             Mode::Training => None,
         };
         Ok(VisionTransformer {

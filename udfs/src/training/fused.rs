@@ -20,7 +20,7 @@ fn fast_path(xs: &Tensor) -> bool {
 }
 
 /// The f32 slice a contiguous CPU tensor's storage holds.
-fn slice<'a>(
+pub(crate) fn slice<'a>(
     storage: &'a CpuStorage,
     layout: &Layout,
     what: &str,

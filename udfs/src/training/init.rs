@@ -185,7 +185,7 @@ fn fill(varmap: &VarMap, seed: u64, rule: impl Fn(&str) -> ModelResult<Start>) -
 /// is 1 + the number of patches (a square grid); `width` a multiple of 4.
 pub fn sincos_positions(rows: usize, width: usize) -> ModelResult<Vec<f32>> {
     let side = ((rows.saturating_sub(1)) as f64).sqrt().round() as usize;
-    if rows < 2 || side * side + 1 != rows || width % 4 != 0 {
+    if rows < 2 || side * side + 1 != rows || !width.is_multiple_of(4) {
         return Err(ModelError(format!(
             "a sine-cosine position table needs 1 + a square number of rows and a width \
              divisible by 4 (got {rows} rows, width {width})"
