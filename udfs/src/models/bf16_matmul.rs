@@ -106,8 +106,9 @@ impl PackedWeight {
     }
 }
 
-/// `rows Wᵀ + b` for `rows` [M, K] (f32, contiguous), as a candle op without a gradient.
-pub struct Bf16Dense(pub Arc<PackedWeight>);
+/// `rows Wᵀ + b` for `rows` [M, K] (f32, contiguous), then the epilogue, as a candle op
+/// without a gradient.
+pub struct Bf16Dense(pub Arc<PackedWeight>, pub Epilogue);
 
 impl CustomOp1 for Bf16Dense {
     fn name(&self) -> &'static str {
@@ -132,13 +133,13 @@ impl CustomOp1 for Bf16Dense {
             candle_core::bail!("bf16 dense: this CPU lacks AVX512-BF16");
         }
         let mut out = vec![0f32; m * w.n];
-        matmul(xs, w, &mut out);
+        matmul(xs, w, self.1, &mut out);
         Ok((CpuStorage::F32(out), Shape::from((m, w.n))))
     }
 }
 
 /// `out` [M, N] = `a` [M, K] · Wᵀ + b, row blocks in parallel. Callers check [`available`].
-fn matmul(a: &[f32], w: &PackedWeight, out: &mut [f32]) {
+fn matmul(a: &[f32], w: &PackedWeight, epilogue: Epilogue, out: &mut [f32]) {
     let m = a.len() / w.k.max(1);
     if m == 0 || w.n == 0 {
         return;
@@ -149,11 +150,11 @@ fn matmul(a: &[f32], w: &PackedWeight, out: &mut [f32]) {
     let rows = m.div_ceil(tasks).next_multiple_of(MR);
     out.par_chunks_mut(rows * w.n)
         .enumerate()
-        .for_each(|(i, block)| row_block(a, w, block, i * rows));
+        .for_each(|(i, block)| row_block(a, w, epilogue, block, i * rows));
 }
 
 /// One block of output rows starting at row `first`, over every column and K block.
-fn row_block(a: &[f32], w: &PackedWeight, out: &mut [f32], first: usize) {
+fn row_block(a: &[f32], w: &PackedWeight, epilogue: Epilogue, out: &mut [f32], first: usize) {
     let rows = out.len() / w.n;
     let mut packed = Vec::new();
     let mut converted = vec![0u32; w.kp];
@@ -174,6 +175,11 @@ fn row_block(a: &[f32], w: &PackedWeight, out: &mut [f32], first: usize) {
                         bias: (p0 == 0).then_some(bias),
                         rows: MR.min(mc - r0),
                         cols,
+                        epilogue: if p0 + pc == w.kp {
+                            epilogue
+                        } else {
+                            Epilogue::None
+                        },
                     };
                     let at = (i0 + r0) * w.n + panel * NR;
                     kernel::tile(&tile, &mut out[at..], w.n);
@@ -221,6 +227,20 @@ struct Tile<'a> {
     /// Valid rows and columns (the rest is padding, computed and dropped).
     rows: usize,
     cols: usize,
+    /// What to apply to the sums (on the last K block; `None` before it).
+    epilogue: Epilogue,
+}
+
+/// An activation applied to a tile's outputs as they are stored, instead of in separate
+/// passes over the layer's output (for CLIP's MLP: its widest tensor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    /// The sums (plus bias) as they are.
+    None,
+    /// `x·σ(1.702x)`.
+    QuickGelu,
+    /// Exact (erf) GELU.
+    Gelu,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -228,7 +248,7 @@ struct Tile<'a> {
 mod kernel {
     use std::arch::x86_64::*;
 
-    use super::{MR, NR, Tile, pair};
+    use super::{Epilogue, MR, NR, Tile, pair};
 
     /// `src` as bfloat16 pairs (a trailing odd value pairs with zero).
     pub(super) fn to_pairs(src: &[f32], dst: &mut [u32]) {
@@ -257,39 +277,73 @@ mod kernel {
         }
     }
 
-    /// Computes one tile into `out` (row stride `ld`), adding to it unless it starts from
-    /// the bias.
+    /// Computes one tile into `out` (row stride `ld`): from the bias on the first K block,
+    /// else adding to what `out` holds; the epilogue runs on the last block. Whole tiles
+    /// are read and written in place, ragged ones through a staged MR×NR copy.
     pub(super) fn tile(t: &Tile, out: &mut [f32], ld: usize) {
         assert!(t.a.len() >= t.pairs * MR && t.b.len() >= t.pairs * NR);
         assert!(t.rows >= 1 && t.rows <= MR && t.cols >= 1 && t.cols <= NR);
+        assert!(t.bias.is_none_or(|b| b.len() >= NR));
+        let bias = t.bias.map_or(std::ptr::null(), <[f32]>::as_ptr);
+        if t.rows == MR && t.cols == NR {
+            assert!(out.len() >= (MR - 1) * ld + NR);
+            // SAFETY: AVX512F/BF16 are present (callers check `available()`); the asserts
+            // bound every read of `a`, `b` and `bias` and every access to `out`.
+            unsafe {
+                tile_simd(
+                    t.a.as_ptr(),
+                    t.b.as_ptr(),
+                    t.pairs,
+                    bias,
+                    t.epilogue,
+                    out.as_mut_ptr(),
+                    ld,
+                )
+            };
+            return;
+        }
         assert!(out.len() >= (t.rows - 1) * ld + t.cols);
-        // Staged through a full tile so the kernel always reads and writes MR×NR.
         let mut staged = [0f32; MR * NR];
-        if let Some(bias) = t.bias {
-            for r in 0..MR {
-                staged[r * NR..][..NR].copy_from_slice(&bias[..NR]);
-            }
-        } else {
+        if t.bias.is_none() {
             for r in 0..t.rows {
                 staged[r * NR..][..t.cols].copy_from_slice(&out[r * ld..][..t.cols]);
             }
         }
-        // SAFETY: AVX512F/BF16 are present (callers check `available()`); the asserts above
-        // bound every read of `a` and `b`, and the kernel touches only `staged`.
-        unsafe { tile_simd(t.a.as_ptr(), t.b.as_ptr(), t.pairs, staged.as_mut_ptr()) };
+        // SAFETY: as above, with `staged` (MR×NR) as the output.
+        unsafe {
+            tile_simd(
+                t.a.as_ptr(),
+                t.b.as_ptr(),
+                t.pairs,
+                bias,
+                t.epilogue,
+                staged.as_mut_ptr(),
+                NR,
+            )
+        };
         for r in 0..t.rows {
             out[r * ld..][..t.cols].copy_from_slice(&staged[r * NR..][..t.cols]);
         }
     }
 
     #[target_feature(enable = "avx512f,avx512bf16")]
-    unsafe fn tile_simd(a: *const u32, b: *const u32, pairs: usize, c: *mut f32) {
-        // SAFETY: `a` holds pairs·MR values, `b` pairs·NR, `c` MR·NR (checked by `tile`).
+    unsafe fn tile_simd(
+        a: *const u32,
+        b: *const u32,
+        pairs: usize,
+        bias: *const f32,
+        epilogue: Epilogue,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        // SAFETY: `a` holds pairs·MR values, `b` pairs·NR, `bias` (when not null) NR, and
+        // `c` MR rows of NR at stride `ldc` (checked by `tile`).
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); 2]; MR];
             for (r, row) in acc.iter_mut().enumerate() {
-                row[0] = _mm512_loadu_ps(c.add(r * NR));
-                row[1] = _mm512_loadu_ps(c.add(r * NR + 16));
+                let from = if bias.is_null() { c.add(r * ldc) } else { bias };
+                row[0] = _mm512_loadu_ps(from);
+                row[1] = _mm512_loadu_ps(from.add(16));
             }
             for p in 0..pairs {
                 let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR).cast()));
@@ -303,9 +357,101 @@ mod kernel {
                 }
             }
             for (r, row) in acc.iter().enumerate() {
-                _mm512_storeu_ps(c.add(r * NR), row[0]);
-                _mm512_storeu_ps(c.add(r * NR + 16), row[1]);
+                for (half, &v) in row.iter().enumerate() {
+                    let v = match epilogue {
+                        Epilogue::None => v,
+                        Epilogue::QuickGelu => quick_gelu(v),
+                        Epilogue::Gelu => gelu_erf(v),
+                    };
+                    _mm512_storeu_ps(c.add(r * ldc + 16 * half), v);
+                }
             }
+        }
+    }
+
+    /// `e^x` per lane: Cephes' `expf` (range reduction by ln 2, degree-6 polynomial),
+    /// within 2 ulp; saturates to 0 and to f32's largest finite values' neighbourhood.
+    #[target_feature(enable = "avx512f")]
+    fn exp(x: __m512) -> __m512 {
+        let x = _mm512_max_ps(
+            _mm512_min_ps(x, _mm512_set1_ps(88.37)),
+            _mm512_set1_ps(-87.33),
+        );
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm512_set1_ps(1.987_569_1e-4);
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            0.166_666_65,
+            0.5,
+        ] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let e = _mm512_fmadd_ps(
+            _mm512_mul_ps(p, r),
+            r,
+            _mm512_add_ps(r, _mm512_set1_ps(1.0)),
+        );
+        _mm512_scalef_ps(e, n)
+    }
+
+    /// `x·σ(1.702x)` = `x / (1 + e^(−1.702x))`.
+    #[target_feature(enable = "avx512f")]
+    fn quick_gelu(x: __m512) -> __m512 {
+        let e = exp(_mm512_mul_ps(x, _mm512_set1_ps(-1.702)));
+        _mm512_div_ps(x, _mm512_add_ps(e, _mm512_set1_ps(1.0)))
+    }
+
+    /// `x/2·(1 + erf(x/√2))`, erf by Abramowitz and Stegun 7.1.26 (within 1.5e-7).
+    #[target_feature(enable = "avx512f")]
+    fn gelu_erf(x: __m512) -> __m512 {
+        let z = _mm512_abs_ps(_mm512_mul_ps(
+            x,
+            _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2),
+        ));
+        let one = _mm512_set1_ps(1.0);
+        let t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(0.327_591_1), z, one));
+        let mut p = _mm512_set1_ps(1.061_405_4);
+        for c in [-1.453_152_1, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
+            p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c));
+        }
+        let tail = _mm512_mul_ps(
+            _mm512_mul_ps(p, t),
+            exp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z))),
+        );
+        // erf(|x|/√2) = 1 − tail; for negative x, 1 + erf(x/√2) = tail.
+        let positive = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_setzero_ps());
+        let one_plus_erf =
+            _mm512_mask_blend_ps(positive, tail, _mm512_sub_ps(_mm512_set1_ps(2.0), tail));
+        _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5)), one_plus_erf)
+    }
+
+    /// The epilogues on 16 values, for testing them against libm.
+    #[cfg(test)]
+    pub(super) fn epilogue16(e: super::Epilogue, x: &[f32; 16]) -> [f32; 16] {
+        let mut out = [0f32; 16];
+        // SAFETY: AVX512F is present (tests check `available()` first); 16 values each way.
+        unsafe { epilogue16_simd(e, x.as_ptr(), out.as_mut_ptr()) };
+        out
+    }
+
+    #[cfg(test)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn epilogue16_simd(e: super::Epilogue, x: *const f32, out: *mut f32) {
+        // SAFETY: 16 values at each pointer (see `epilogue16`).
+        unsafe {
+            let v = _mm512_loadu_ps(x);
+            let y = match e {
+                Epilogue::None => v,
+                Epilogue::QuickGelu => quick_gelu(v),
+                Epilogue::Gelu => gelu_erf(v),
+            };
+            _mm512_storeu_ps(out, y);
         }
     }
 }
@@ -321,6 +467,11 @@ mod kernel {
     pub(super) fn tile(_t: &Tile, _out: &mut [f32], _ld: usize) {
         unreachable!("bf16 dense layers need x86-64 with AVX512-BF16 (checked before use)")
     }
+
+    #[cfg(test)]
+    pub(super) fn epilogue16(_e: super::Epilogue, _x: &[f32; 16]) -> [f32; 16] {
+        unreachable!("bf16 dense layers need x86-64 with AVX512-BF16 (checked before use)")
+    }
 }
 
 #[cfg(test)]
@@ -329,7 +480,7 @@ mod tests {
 
     use candle_core::{Device, Tensor};
 
-    use super::{Bf16Dense, PackedWeight, available, bf16_bits};
+    use super::{Bf16Dense, Epilogue, PackedWeight, available, bf16_bits, kernel};
 
     fn rounded(x: f32) -> f64 {
         f64::from(f32::from_bits(bf16_bits(x) << 16))
@@ -377,22 +528,81 @@ mod tests {
             let bias = Tensor::from_vec(b.clone(), n, &Device::Cpu)?;
             let packed = Arc::new(PackedWeight::new(&weight, Some(&bias))?);
             let xs = Tensor::from_vec(a.clone(), (m, k), &Device::Cpu)?;
-            let got: Vec<Vec<f32>> = xs.apply_op1_no_bwd(&Bf16Dense(packed))?.to_vec2()?;
+            let run = |e| -> candle_core::Result<Vec<Vec<f32>>> {
+                xs.apply_op1_no_bwd(&Bf16Dense(Arc::clone(&packed), e))?
+                    .to_vec2()
+            };
+            // The epilogue runs once, on the last K block, over whole and ragged tiles.
+            let (plain, activated) = (run(Epilogue::None)?, run(Epilogue::QuickGelu)?);
             for i in 0..m {
                 for j in 0..n {
                     let terms = (0..k).map(|t| rounded(a[i * k + t]) * rounded(w[j * k + t]));
-                    let magnitude: f64 = terms.clone().map(f64::abs).sum();
+                    let bound = 1e-5 * (terms.clone().map(f64::abs).sum::<f64>() + 1.0);
                     let want = terms.sum::<f64>() + f64::from(b[j]);
-                    let err = (f64::from(got[i][j]) - want).abs();
+                    let got = f64::from(plain[i][j]);
                     assert!(
-                        err <= 1e-5 * (magnitude + 1.0),
-                        "{m}x{n}x{k} at ({i},{j}): {} vs {want}",
-                        got[i][j]
+                        (got - want).abs() <= bound,
+                        "{m}x{n}x{k} ({i},{j}): {got} vs {want}"
+                    );
+                    let want = want / (1.0 + (-1.702 * want).exp());
+                    let got = f64::from(activated[i][j]);
+                    assert!(
+                        (got - want).abs() <= 1.2 * bound + 1e-6,
+                        "quick GELU ({i},{j})"
                     );
                 }
             }
         }
         Ok(())
+    }
+
+    #[test]
+    fn epilogues_match_libm() {
+        if !available() {
+            eprintln!("skipped: this CPU lacks AVX512-BF16");
+            return;
+        }
+        let erf = |x: f64| {
+            // erf by its Taylor series: in f64, within 1e-10 for |x| ≤ 3.6 (cancellation
+            // grows as e^(x²) past that).
+            let (mut term, mut sum) = (x, x);
+            for n in 1..200 {
+                term *= -x * x / n as f64;
+                sum += term / (2 * n + 1) as f64;
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        };
+        let mut worst = [0f64; 2];
+        for chunk in values(4096, 7).chunks_exact(16) {
+            let x: [f32; 16] = std::array::from_fn(|i| chunk[i] * 2.5);
+            let quick = kernel::epilogue16(Epilogue::QuickGelu, &x);
+            let gelu = kernel::epilogue16(Epilogue::Gelu, &x);
+            assert_eq!(kernel::epilogue16(Epilogue::None, &x), x);
+            for i in 0..16 {
+                let v = f64::from(x[i]);
+                let want_quick = v / (1.0 + (-1.702 * v).exp());
+                let want_gelu = 0.5 * v * (1.0 + erf(v / std::f64::consts::SQRT_2));
+                worst[0] = worst[0].max((f64::from(quick[i]) - want_quick).abs());
+                worst[1] = worst[1].max((f64::from(gelu[i]) - want_gelu).abs());
+            }
+        }
+        assert!(
+            worst[0] <= 2e-6 && worst[1] <= 2e-6,
+            "worst errors {worst:?}"
+        );
+        // Saturation: no NaN or infinity far out.
+        let far = [
+            -200.0, -90.0, 90.0, 200.0, 0.0, -0.0, 1e-30, -1e-30, 3.0, -3.0, 8.0, -8.0, 30.0,
+            -30.0, 60.0, -60.0,
+        ];
+        for e in [Epilogue::QuickGelu, Epilogue::Gelu] {
+            let y = kernel::epilogue16(e, &far);
+            assert!(y.iter().all(|v| v.is_finite()), "{e:?}: {y:?}");
+            assert!(
+                (y[3] - 200.0).abs() < 1e-4 && y[0].abs() < 1e-4,
+                "{e:?}: {y:?}"
+            );
+        }
     }
 
     #[test]
@@ -404,7 +614,9 @@ mod tests {
         let weight = Tensor::zeros((4, 8), candle_core::DType::F32, &Device::Cpu)?;
         let packed = Arc::new(PackedWeight::new(&weight, None)?);
         let xs = Tensor::zeros((2, 6), candle_core::DType::F32, &Device::Cpu)?;
-        let err = xs.apply_op1_no_bwd(&Bf16Dense(packed)).err();
+        let err = xs
+            .apply_op1_no_bwd(&Bf16Dense(packed, Epilogue::None))
+            .err();
         assert!(err.is_some_and(|e| e.to_string().contains("6 features")));
         Ok(())
     }

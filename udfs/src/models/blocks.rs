@@ -8,7 +8,7 @@ use std::sync::Arc;
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
-use super::bf16_matmul::{Bf16Dense, PackedWeight};
+use super::bf16_matmul::{Bf16Dense, Epilogue, PackedWeight};
 
 use super::clip_config::{Activation, TextConfig, VisionConfig};
 use crate::training::fused;
@@ -119,11 +119,36 @@ impl Dense {
     }
 
     pub(crate) fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_then(xs, Epilogue::None)
+    }
+
+    /// `act(x Wᵀ + b)`; the bf16 kernel applies GELU and quick GELU as it stores each tile,
+    /// saving the passes over the layer's output that separate activation ops make.
+    pub(crate) fn forward_activated(
+        &self,
+        xs: &Tensor,
+        act: Activation,
+    ) -> candle_core::Result<Tensor> {
+        let fused = match act {
+            Activation::QuickGelu => Epilogue::QuickGelu,
+            Activation::Gelu => Epilogue::Gelu,
+            Activation::GeluTanh => Epilogue::None,
+        };
+        match &self.weights {
+            Weights::Bf16(_) if fused != Epilogue::None => self.forward_then(xs, fused),
+            _ => activate(act, &self.forward(xs)?, self.mode),
+        }
+    }
+
+    /// `x Wᵀ + b`, then `epilogue` (bf16 weights only; f32 callers pass `None`).
+    fn forward_then(&self, xs: &Tensor, epilogue: Epilogue) -> candle_core::Result<Tensor> {
         let dims = xs.dims().to_vec();
         let input = dims.last().copied().unwrap_or(1);
         let rows = xs.contiguous()?.reshape(((), input))?;
         let ys = match &self.weights {
-            Weights::Bf16(packed) => rows.apply_op1_no_bwd(&Bf16Dense(Arc::clone(packed)))?,
+            Weights::Bf16(packed) => {
+                rows.apply_op1_no_bwd(&Bf16Dense(Arc::clone(packed), epilogue))?
+            }
             Weights::F32 { weight, bias } => {
                 let ys = rows.matmul(&weight.t()?)?;
                 match (bias, self.mode) {
@@ -448,9 +473,10 @@ impl EncoderLayer {
 
     /// The second residual block: `xs + MLP(LN2(xs))`.
     pub(crate) fn mlp_block(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let h = self.fc1.forward(&self.layer_norm2.forward(xs)?)?;
-        let h = self.fc2.forward(&activate(self.act, &h, self.fc1.mode)?)?;
-        xs + h
+        let h = self
+            .fc1
+            .forward_activated(&self.layer_norm2.forward(xs)?, self.act)?;
+        xs + self.fc2.forward(&h)?
     }
 }
 
