@@ -9,10 +9,13 @@
 //! ([`crate::training::fused`]), so that gradients reach every parameter, the embeddings
 //! included. The layers themselves are in [`super::blocks`], shared with the refiner.
 
+use std::sync::Arc;
+
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
 use super::ModelResult;
+use super::bf16_matmul::{Bf16Dense, Epilogue, PackedWeight};
 use super::clip_config::{ClipConfig, TextConfig, VisionConfig};
 
 pub use super::blocks::Mode;
@@ -145,16 +148,26 @@ pub(crate) struct VisionTransformer {
     class_embedding: Tensor,
     /// The patch convolution's kernel, [width, channels, patch, patch] as stored.
     patch_kernel: Tensor,
-    /// The kernel as a [channels·patch·patch, width] matrix, computed once for inference:
-    /// with stride equal to the kernel, the convolution is one matmul over unfolded patches
-    /// (the same kernel as every other layer) instead of candle's general CPU conv2d.
-    /// Training derives it at each forward from `patch_kernel`, whose updates it must see.
-    patch_weight: Option<Tensor>,
+    /// The kernel as a matrix over unfolded patches, made once for inference: with stride
+    /// equal to the kernel, the convolution is one matmul over unfolded patches (the same
+    /// kernel as every other layer) instead of candle's general CPU conv2d. Training derives
+    /// it at each forward from `patch_kernel`, whose updates it must see.
+    patch_weight: PatchWeight,
     patch_size: usize,
     position_embedding: Tensor,
     pre_layrnorm: Norm,
     encoder: Encoder,
     post_layernorm: Norm,
+}
+
+/// The patch convolution as a matrix product, by [`Mode`].
+enum PatchWeight {
+    /// Derived from the kernel at each forward (training).
+    FromKernel,
+    /// [c·p·p, width] (f32 inference).
+    Matrix(Tensor),
+    /// Packed for the bfloat16 kernel (bf16 inference).
+    Bf16(Arc<PackedWeight>),
 }
 
 /// A [width, c, p, p] convolution kernel as the [c·p·p, width] matrix unfolded patches meet.
@@ -172,8 +185,13 @@ impl VisionTransformer {
             "weight",
         )?;
         let patch_weight = match mode {
-            Mode::Inference | Mode::InferenceBf16 => Some(kernel_matrix(&patch_kernel)?),
-            Mode::Training => None,
+            Mode::Inference => PatchWeight::Matrix(kernel_matrix(&patch_kernel)?),
+            Mode::InferenceBf16 => {
+                let (width, c, p, q) = patch_kernel.dims4()?;
+                let rows = patch_kernel.reshape((width, c * p * q))?;
+                PatchWeight::Bf16(Arc::new(PackedWeight::new(&rows, None)?))
+            }
+            Mode::Training => PatchWeight::FromKernel,
         };
         Ok(VisionTransformer {
             class_embedding: emb.get(c.hidden_size, "class_embedding")?,
@@ -228,12 +246,15 @@ impl VisionTransformer {
             .permute((0, 2, 4, 1, 3, 5))?
             .contiguous()?
             .reshape((b * gh * gw, channels * p * p))?;
-        let weight = match &self.patch_weight {
-            Some(w) => w.clone(),
-            None => kernel_matrix(&self.patch_kernel)?,
+        let patches = match &self.patch_weight {
+            PatchWeight::Matrix(w) => unfolded.matmul(w)?,
+            PatchWeight::FromKernel => unfolded.matmul(&kernel_matrix(&self.patch_kernel)?)?,
+            PatchWeight::Bf16(w) => {
+                unfolded.apply_op1_no_bwd(&Bf16Dense(Arc::clone(w), Epilogue::None))?
+            }
         };
-        let width = weight.dim(1)?;
-        let patches = unfolded.matmul(&weight)?.reshape((b, gh * gw, width))?;
+        let width = patches.dim(1)?;
+        let patches = patches.reshape((b, gh * gw, width))?;
         let class = self
             .class_embedding
             .reshape((1, 1, width))?
