@@ -6,6 +6,7 @@
 //! `checkpoint` that reads a local directory; then conformance fixtures from the reference
 //! implementation under `tests/data/`.
 
+pub mod activation;
 pub mod batcher;
 pub mod bf16_matmul;
 pub mod blocks;

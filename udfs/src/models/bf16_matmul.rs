@@ -249,6 +249,7 @@ mod kernel {
     use std::arch::x86_64::*;
 
     use super::{Epilogue, MR, NR, Tile, pair};
+    use crate::models::activation;
 
     /// `src` as bfloat16 pairs (a trailing odd value pairs with zero).
     pub(super) fn to_pairs(src: &[f32], dst: &mut [u32]) {
@@ -358,100 +359,10 @@ mod kernel {
             }
             for (r, row) in acc.iter().enumerate() {
                 for (half, &v) in row.iter().enumerate() {
-                    let v = match epilogue {
-                        Epilogue::None => v,
-                        Epilogue::QuickGelu => quick_gelu(v),
-                        Epilogue::Gelu => gelu_erf(v),
-                    };
+                    let v = activation::simd::apply(epilogue, v);
                     _mm512_storeu_ps(c.add(r * ldc + 16 * half), v);
                 }
             }
-        }
-    }
-
-    /// `e^x` per lane: Cephes' `expf` (range reduction by ln 2, degree-6 polynomial),
-    /// within 2 ulp; saturates to 0 and to f32's largest finite values' neighbourhood.
-    #[target_feature(enable = "avx512f")]
-    fn exp(x: __m512) -> __m512 {
-        let x = _mm512_max_ps(
-            _mm512_min_ps(x, _mm512_set1_ps(88.37)),
-            _mm512_set1_ps(-87.33),
-        );
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
-        );
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
-        let mut p = _mm512_set1_ps(1.987_569_1e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            0.166_666_65,
-            0.5,
-        ] {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-        }
-        let e = _mm512_fmadd_ps(
-            _mm512_mul_ps(p, r),
-            r,
-            _mm512_add_ps(r, _mm512_set1_ps(1.0)),
-        );
-        _mm512_scalef_ps(e, n)
-    }
-
-    /// `x·σ(1.702x)` = `x / (1 + e^(−1.702x))`.
-    #[target_feature(enable = "avx512f")]
-    fn quick_gelu(x: __m512) -> __m512 {
-        let e = exp(_mm512_mul_ps(x, _mm512_set1_ps(-1.702)));
-        _mm512_div_ps(x, _mm512_add_ps(e, _mm512_set1_ps(1.0)))
-    }
-
-    /// `x/2·(1 + erf(x/√2))`, erf by Abramowitz and Stegun 7.1.26 (within 1.5e-7).
-    #[target_feature(enable = "avx512f")]
-    fn gelu_erf(x: __m512) -> __m512 {
-        let z = _mm512_abs_ps(_mm512_mul_ps(
-            x,
-            _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2),
-        ));
-        let one = _mm512_set1_ps(1.0);
-        let t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(0.327_591_1), z, one));
-        let mut p = _mm512_set1_ps(1.061_405_4);
-        for c in [-1.453_152_1, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
-            p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c));
-        }
-        let tail = _mm512_mul_ps(
-            _mm512_mul_ps(p, t),
-            exp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z))),
-        );
-        // erf(|x|/√2) = 1 − tail; for negative x, 1 + erf(x/√2) = tail.
-        let positive = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_setzero_ps());
-        let one_plus_erf =
-            _mm512_mask_blend_ps(positive, tail, _mm512_sub_ps(_mm512_set1_ps(2.0), tail));
-        _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5)), one_plus_erf)
-    }
-
-    /// The epilogues on 16 values, for testing them against libm.
-    #[cfg(test)]
-    pub(super) fn epilogue16(e: super::Epilogue, x: &[f32; 16]) -> [f32; 16] {
-        let mut out = [0f32; 16];
-        // SAFETY: AVX512F is present (tests check `available()` first); 16 values each way.
-        unsafe { epilogue16_simd(e, x.as_ptr(), out.as_mut_ptr()) };
-        out
-    }
-
-    #[cfg(test)]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn epilogue16_simd(e: super::Epilogue, x: *const f32, out: *mut f32) {
-        // SAFETY: 16 values at each pointer (see `epilogue16`).
-        unsafe {
-            let v = _mm512_loadu_ps(x);
-            let y = match e {
-                Epilogue::None => v,
-                Epilogue::QuickGelu => quick_gelu(v),
-                Epilogue::Gelu => gelu_erf(v),
-            };
-            _mm512_storeu_ps(out, y);
         }
     }
 }
@@ -467,11 +378,6 @@ mod kernel {
     pub(super) fn tile(_t: &Tile, _out: &mut [f32], _ld: usize) {
         unreachable!("bf16 dense layers need x86-64 with AVX512-BF16 (checked before use)")
     }
-
-    #[cfg(test)]
-    pub(super) fn epilogue16(_e: super::Epilogue, _x: &[f32; 16]) -> [f32; 16] {
-        unreachable!("bf16 dense layers need x86-64 with AVX512-BF16 (checked before use)")
-    }
 }
 
 #[cfg(test)]
@@ -480,7 +386,7 @@ mod tests {
 
     use candle_core::{Device, Tensor};
 
-    use super::{Bf16Dense, Epilogue, PackedWeight, available, bf16_bits, kernel};
+    use super::{Bf16Dense, Epilogue, PackedWeight, available, bf16_bits};
 
     fn rounded(x: f32) -> f64 {
         f64::from(f32::from_bits(bf16_bits(x) << 16))
@@ -554,55 +460,6 @@ mod tests {
             }
         }
         Ok(())
-    }
-
-    #[test]
-    fn epilogues_match_libm() {
-        if !available() {
-            eprintln!("skipped: this CPU lacks AVX512-BF16");
-            return;
-        }
-        let erf = |x: f64| {
-            // erf by its Taylor series: in f64, within 1e-10 for |x| ≤ 3.6 (cancellation
-            // grows as e^(x²) past that).
-            let (mut term, mut sum) = (x, x);
-            for n in 1..200 {
-                term *= -x * x / n as f64;
-                sum += term / (2 * n + 1) as f64;
-            }
-            sum * 2.0 / std::f64::consts::PI.sqrt()
-        };
-        let mut worst = [0f64; 2];
-        for chunk in values(4096, 7).chunks_exact(16) {
-            let x: [f32; 16] = std::array::from_fn(|i| chunk[i] * 2.5);
-            let quick = kernel::epilogue16(Epilogue::QuickGelu, &x);
-            let gelu = kernel::epilogue16(Epilogue::Gelu, &x);
-            assert_eq!(kernel::epilogue16(Epilogue::None, &x), x);
-            for i in 0..16 {
-                let v = f64::from(x[i]);
-                let want_quick = v / (1.0 + (-1.702 * v).exp());
-                let want_gelu = 0.5 * v * (1.0 + erf(v / std::f64::consts::SQRT_2));
-                worst[0] = worst[0].max((f64::from(quick[i]) - want_quick).abs());
-                worst[1] = worst[1].max((f64::from(gelu[i]) - want_gelu).abs());
-            }
-        }
-        assert!(
-            worst[0] <= 2e-6 && worst[1] <= 2e-6,
-            "worst errors {worst:?}"
-        );
-        // Saturation: no NaN or infinity far out.
-        let far = [
-            -200.0, -90.0, 90.0, 200.0, 0.0, -0.0, 1e-30, -1e-30, 3.0, -3.0, 8.0, -8.0, 30.0,
-            -30.0, 60.0, -60.0,
-        ];
-        for e in [Epilogue::QuickGelu, Epilogue::Gelu] {
-            let y = kernel::epilogue16(e, &far);
-            assert!(y.iter().all(|v| v.is_finite()), "{e:?}: {y:?}");
-            assert!(
-                (y[3] - 200.0).abs() < 1e-4 && y[0].abs() < 1e-4,
-                "{e:?}: {y:?}"
-            );
-        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
+use super::activation::{self, FusedActivation};
 use super::bf16_matmul::{Bf16Dense, Epilogue, PackedWeight};
 
 use super::clip_config::{Activation, TextConfig, VisionConfig};
@@ -129,13 +130,10 @@ impl Dense {
         xs: &Tensor,
         act: Activation,
     ) -> candle_core::Result<Tensor> {
-        let fused = match act {
-            Activation::QuickGelu => Epilogue::QuickGelu,
-            Activation::Gelu => Epilogue::Gelu,
-            Activation::GeluTanh => Epilogue::None,
-        };
         match &self.weights {
-            Weights::Bf16(_) if fused != Epilogue::None => self.forward_then(xs, fused),
+            Weights::Bf16(_) if epilogue(act) != Epilogue::None => {
+                self.forward_then(xs, epilogue(act))
+            }
             _ => activate(act, &self.forward(xs)?, self.mode),
         }
     }
@@ -166,7 +164,27 @@ impl Dense {
     }
 }
 
+/// The one-pass kernel for `act`, where there is one.
+fn epilogue(act: Activation) -> Epilogue {
+    match act {
+        Activation::QuickGelu => Epilogue::QuickGelu,
+        Activation::Gelu => Epilogue::Gelu,
+        Activation::GeluTanh => Epilogue::None,
+    }
+}
+
 pub(crate) fn activate(act: Activation, xs: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+    // Inference on the CPU: one vectorized pass instead of candle's ops.
+    let one_pass = mode != Mode::Training
+        && epilogue(act) != Epilogue::None
+        && xs.device().is_cpu()
+        && xs.dtype() == candle_core::DType::F32
+        && activation::available();
+    if one_pass {
+        return xs
+            .contiguous()?
+            .apply_op1_no_bwd(&FusedActivation(epilogue(act)));
+    }
     match act {
         Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
         Activation::Gelu if mode == Mode::Training => fused::gelu_erf(xs),
