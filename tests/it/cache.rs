@@ -164,6 +164,33 @@ fn a_changed_checkpoint_is_never_served_stale_outputs() {
     );
 }
 
+/// bf16 outputs differ from f32's by ~1e-3, so each precision has its own outputs: a bf16
+/// run after an f32 one computes everything, then is answered from the cache itself.
+#[test]
+fn bf16_and_f32_outputs_are_cached_apart() {
+    if !hqflow_udfs::models::bf16_matmul::available() {
+        eprintln!("skipped: this CPU lacks AVX512-BF16");
+        return;
+    }
+    let cache = tempfile::tempdir().expect("tempdir");
+    let model = "tests/data/clip/tiny-quickgelu";
+    run_query(cache.path(), model, SCORES).ok();
+    let mut args = score_query(model, SCORES);
+    args.splice(
+        1..1,
+        ["-s".to_string(), "hqflow.precision=bf16".to_string()],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    for expected in [
+        "dfn_score 0 from cache, 11 computed",
+        "dfn_score 11 from cache, 0 computed",
+    ] {
+        let run = cached(cache.path(), &args);
+        run.ok();
+        assert!(run.stderr.contains(expected), "{expected}: {}", run.stderr);
+    }
+}
+
 /// Two `uid,score` CSV outputs with the same rows and NULLs, scores within 1e-5: how a
 /// batch was composed moves the last bits of a float.
 fn assert_close(a: &str, b: &str) {
