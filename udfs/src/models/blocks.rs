@@ -498,13 +498,15 @@ impl EncoderLayer {
     }
 }
 
-/// Rows `rows` (flat indices into [batch·seq]) of `xs` [batch, seq, width], one per
-/// sequence: [batch, 1, width].
+/// Rows `rows` (flat indices into [batch·seq]) of `xs` [batch, seq, width], the same
+/// number k from each batch row: [batch, k, width].
 pub(crate) fn pick_rows(xs: &Tensor, rows: &Tensor) -> candle_core::Result<Tensor> {
     let (b, n, width) = xs.dims3()?;
+    // The same number of rows from each sequence (one, except for packed sequences).
+    let per = rows.dim(0)? / b.max(1);
     xs.reshape((b * n, width))?
         .index_select(rows, 0)?
-        .reshape((b, 1, width))
+        .reshape((b, per, width))
 }
 
 pub(crate) fn causal_mask(n: usize, device: &Device) -> candle_core::Result<Tensor> {

@@ -43,16 +43,34 @@ impl Encoder {
         pooled: &Tensor,
         pooled_mask: Option<&Tensor>,
     ) -> candle_core::Result<Tensor> {
+        self.forward_picked(xs, mask, pooled, pooled_mask)?
+            .squeeze(1)
+    }
+
+    /// The hidden states at k tokens of each batch row, [batch, k, width] (`picked`: flat
+    /// indices into [batch·seq], k per row in order; `picked_mask`: [batch, 1, k, seq]).
+    fn forward_picked(
+        &self,
+        xs: &Tensor,
+        mask: Option<&Tensor>,
+        picked: &Tensor,
+        picked_mask: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
         let Some((last, layers)) = self.layers.split_last() else {
-            return pick_rows(xs, pooled)?.squeeze(1);
+            return pick_rows(xs, picked);
         };
         let mut xs = xs.clone();
         for layer in layers {
             xs = layer.forward(&xs, mask)?;
         }
-        last.forward_picked(&xs, pooled, pooled_mask)?.squeeze(1)
+        last.forward_picked(&xs, picked, picked_mask)
     }
 }
+
+/// Tokens per packed row of the text tower at inference (at least the longest sequence):
+/// long enough that rows hold several alt-texts with little left over, short enough that
+/// attention over a row stays a small share of the work.
+const PACK_TOKENS: usize = 256;
 
 /// The text tower (`text_model`).
 struct TextTransformer {
@@ -61,6 +79,7 @@ struct TextTransformer {
     encoder: Encoder,
     final_layer_norm: Norm,
     eos_token_id: u32,
+    mode: Mode,
 }
 
 impl TextTransformer {
@@ -83,6 +102,7 @@ impl TextTransformer {
                 vb.pp("final_layer_norm"),
             )?,
             eos_token_id: c.eos_token_id,
+            mode,
         })
     }
 
@@ -105,8 +125,124 @@ impl TextTransformer {
         }
     }
 
-    /// Pooled, final-normalized hidden states for token sequences (each ≤ context length).
+    /// Pooled, final-normalized hidden states for token sequences (each ≤ context length):
+    /// packed for inference, padded to the longest for training.
     fn forward(&self, sequences: &[Vec<u32>], device: &Device) -> candle_core::Result<Tensor> {
+        match self.mode {
+            Mode::Training => self.forward_padded(sequences, device),
+            Mode::Inference | Mode::InferenceBf16 => self.forward_packed(sequences, device),
+        }
+    }
+
+    /// Sequences packed end to end into rows of about [`PACK_TOKENS`] tokens (or the
+    /// longest sequence, if longer), each token attending only to its own sequence's earlier tokens
+    /// (a block-diagonal causal mask) at its own positions: the same outputs as padding every
+    /// sequence to the batch's longest, without computing the padding. Alt-texts vary from a
+    /// few tokens to the context length, so a padded batch is mostly padding. Rows are filled
+    /// first-fit, longest sequences first.
+    fn forward_packed(
+        &self,
+        sequences: &[Vec<u32>],
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let b = sequences.len();
+        // An empty sequence runs as one padding token, as in the padded layout.
+        let len = |i: usize| sequences[i].len().max(1);
+        // As many rows as PACK_TOKENS-token rows would need, evenly filled.
+        let total: usize = (0..b).map(len).sum();
+        let even = total.div_ceil(total.div_ceil(PACK_TOKENS).max(1));
+        let cap = (0..b).map(len).max().unwrap_or(1).max(even);
+        let mut order: Vec<usize> = (0..b).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(len(i)));
+        // Each sequence's row and offset; each row's fill.
+        let mut place = vec![(0usize, 0usize); b];
+        let mut fill: Vec<usize> = Vec::new();
+        for i in order {
+            let row = match fill.iter().position(|&f| f + len(i) <= cap) {
+                Some(row) => row,
+                None => {
+                    fill.push(0);
+                    fill.len() - 1
+                }
+            };
+            place[i] = (row, fill[row]);
+            fill[row] += len(i);
+        }
+        let rows = fill.len();
+        // Rows are as long as the fullest one.
+        let cap = fill.iter().copied().max().unwrap_or(1);
+        // Token ids, positions and segments (a sequence's index; a row's padding is one
+        // more segment of its own, so every query row of the mask sees at least itself).
+        let mut ids = vec![0u32; rows * cap];
+        let mut positions = vec![0u32; rows * cap];
+        let mut segment = vec![usize::MAX; rows * cap];
+        for (i, s) in sequences.iter().enumerate() {
+            let (row, offset) = place[i];
+            for t in 0..len(i) {
+                let at = row * cap + offset + t;
+                ids[at] = s.get(t).copied().unwrap_or(0);
+                positions[at] = t as u32;
+                segment[at] = i;
+            }
+        }
+        let mut mask = vec![f32::NEG_INFINITY; rows * cap * cap];
+        for row in 0..rows {
+            for q in 0..cap {
+                for k in 0..=q {
+                    if segment[row * cap + q] == segment[row * cap + k] {
+                        mask[(row * cap + q) * cap + k] = 0.0;
+                    }
+                }
+            }
+        }
+        // The pooled tokens, grouped by row (padded to the fullest row by repeating a row's
+        // first), with their mask rows; `slot` finds each sequence's among them.
+        let mut by_row: Vec<Vec<usize>> = vec![Vec::new(); rows];
+        for i in 0..b {
+            by_row[place[i].0].push(i);
+        }
+        let per = by_row.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let mut picked = Vec::with_capacity(rows * per);
+        let mut picked_mask = Vec::with_capacity(rows * per * cap);
+        let mut slot = vec![0u32; b];
+        for (row, members) in by_row.iter().enumerate() {
+            for k in 0..per {
+                let i = members.get(k).or(members.first()).copied().unwrap_or(0);
+                if members.get(k).is_some() {
+                    slot[i] = (row * per + k) as u32;
+                }
+                let at = row * cap + place[i].1 + self.pool_position(&sequences[i]);
+                picked.push(at as u32);
+                picked_mask.extend_from_slice(&mask[at * cap..(at + 1) * cap]);
+            }
+        }
+        let ids = Tensor::from_vec(ids, (rows, cap), device)?;
+        let positions = Tensor::from_vec(positions, rows * cap, device)?;
+        let width = self.position_embedding.dim(1)?;
+        let xs = self.token_embedding.forward(&ids)?.broadcast_add(
+            &self
+                .position_embedding
+                .index_select(&positions, 0)?
+                .reshape((rows, cap, width))?,
+        )?;
+        let xs = self.encoder.forward_picked(
+            &xs,
+            Some(&Tensor::from_vec(mask, (rows, 1, cap, cap), device)?),
+            &Tensor::from_vec(picked, rows * per, device)?,
+            Some(&Tensor::from_vec(picked_mask, (rows, 1, per, cap), device)?),
+        )?;
+        let xs = xs
+            .reshape((rows * per, width))?
+            .index_select(&Tensor::from_vec(slot, b, device)?, 0)?;
+        self.final_layer_norm.forward(&xs)
+    }
+
+    /// Every sequence padded to the batch's longest (training: every op has a gradient).
+    fn forward_padded(
+        &self,
+        sequences: &[Vec<u32>],
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
         let n = sequences.iter().map(Vec::len).max().unwrap_or(1).max(1);
         let b = sequences.len();
         // Padding goes after each sequence's pooled token; the causal mask keeps it unseen.
@@ -355,7 +491,7 @@ mod tests {
     use candle_core::{DType, Device, Tensor};
     use candle_nn::{VarBuilder, VarMap};
 
-    use super::{Clip, Mode};
+    use super::{Clip, Mode, PACK_TOKENS};
     use crate::models::clip_config::ClipConfig;
     use crate::training::init::initialize;
 
@@ -470,6 +606,56 @@ mod tests {
                 .and_then(|d| d.to_scalar::<f32>())
                 .expect("diff");
             assert!(diff < 1e-4, "modes differ by {diff}");
+        }
+    }
+
+    /// Inference packs sequences into shared rows (here several, with an empty sequence and
+    /// full-length ones); training pads each to the longest: the same features per sequence.
+    #[test]
+    fn packed_text_matches_padded_text() {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let padded = Clip::with_mode(tiny_config(), vb.clone(), Mode::Training).expect("model");
+        initialize(&varmap, &tiny_config(), 5).expect("init");
+        let packed = Clip::with_mode(tiny_config(), vb, Mode::Inference).expect("model");
+        let mut state = 9u64;
+        let mut next = |n: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        let seqs: Vec<Vec<u32>> = (0..160)
+            .map(|i| {
+                let len = if i % 10 == 0 { 8 } else { next(9) as usize };
+                (0..len).map(|_| next(20) as u32).collect()
+            })
+            .collect();
+        assert!(
+            seqs.iter().map(Vec::len).sum::<usize>() > 2 * PACK_TOKENS,
+            "three rows or more"
+        );
+        let a: Vec<Vec<f32>> = padded
+            .text_features(&seqs)
+            .expect("f")
+            .to_vec2()
+            .expect("v");
+        let b: Vec<Vec<f32>> = packed
+            .text_features(&seqs)
+            .expect("f")
+            .to_vec2()
+            .expect("v");
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            let diff = x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                diff < 1e-4,
+                "sequence {i} ({:?}) differs by {diff}",
+                seqs[i]
+            );
         }
     }
 }
