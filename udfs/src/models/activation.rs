@@ -167,18 +167,7 @@ pub(crate) mod simd {
 #[cfg(test)]
 mod tests {
     use super::{Epilogue, available, simd};
-
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-            })
-            .collect()
-    }
+    use crate::models::bf16_matmul::tests::values;
 
     fn map(e: Epilogue, x: &[f32]) -> Vec<f32> {
         let mut out = vec![0f32; x.len()];

@@ -279,38 +279,32 @@ mod kernel {
     }
 
     /// Computes one tile into `out` (row stride `ld`): from the bias on the first K block,
-    /// else adding to what `out` holds; the epilogue runs on the last block. Whole tiles
-    /// are read and written in place, ragged ones through a staged MR×NR copy.
+    /// else adding to what `out` holds; the epilogue runs on the last block.
     pub(super) fn tile(t: &Tile, out: &mut [f32], ld: usize) {
         assert!(t.a.len() >= t.pairs * MR && t.b.len() >= t.pairs * NR);
         assert!(t.rows >= 1 && t.rows <= MR && t.cols >= 1 && t.cols <= NR);
         assert!(t.bias.is_none_or(|b| b.len() >= NR));
         let bias = t.bias.map_or(std::ptr::null(), <[f32]>::as_ptr);
-        if t.rows == MR && t.cols == NR {
-            assert!(out.len() >= (MR - 1) * ld + NR);
-            // SAFETY: AVX512F/BF16 are present (callers check `available()`); the asserts
-            // bound every read of `a`, `b` and `bias` and every access to `out`.
-            unsafe {
-                tile_simd(
-                    t.a.as_ptr(),
-                    t.b.as_ptr(),
-                    t.pairs,
-                    bias,
-                    t.epilogue,
-                    out.as_mut_ptr(),
-                    ld,
-                )
-            };
-            return;
-        }
-        assert!(out.len() >= (t.rows - 1) * ld + t.cols);
-        let mut staged = [0f32; MR * NR];
-        if t.bias.is_none() {
-            for r in 0..t.rows {
-                staged[r * NR..][..t.cols].copy_from_slice(&out[r * ld..][..t.cols]);
+        // Whole tiles are computed in place; ragged ones in a staged copy.
+        let mut staged = (t.rows < MR || t.cols < NR).then_some([0f32; MR * NR]);
+        let (c, ldc) = match staged.as_mut() {
+            None => {
+                assert!(out.len() >= (MR - 1) * ld + NR);
+                (out.as_mut_ptr(), ld)
             }
-        }
-        // SAFETY: as above, with `staged` (MR×NR) as the output.
+            Some(staged) => {
+                assert!(out.len() >= (t.rows - 1) * ld + t.cols);
+                if t.bias.is_none() {
+                    for r in 0..t.rows {
+                        staged[r * NR..][..t.cols].copy_from_slice(&out[r * ld..][..t.cols]);
+                    }
+                }
+                (staged.as_mut_ptr(), NR)
+            }
+        };
+        // SAFETY: AVX512F/BF16 are present (callers check `available()`); the asserts bound
+        // every read of `a`, `b` and `bias`, and `c` is MR rows of NR at stride `ldc`: `out`
+        // itself for a whole tile (asserted above), else `staged`.
         unsafe {
             tile_simd(
                 t.a.as_ptr(),
@@ -318,12 +312,14 @@ mod kernel {
                 t.pairs,
                 bias,
                 t.epilogue,
-                staged.as_mut_ptr(),
-                NR,
+                c,
+                ldc,
             )
         };
-        for r in 0..t.rows {
-            out[r * ld..][..t.cols].copy_from_slice(&staged[r * NR..][..t.cols]);
+        if let Some(staged) = staged {
+            for r in 0..t.rows {
+                out[r * ld..][..t.cols].copy_from_slice(&staged[r * NR..][..t.cols]);
+            }
         }
     }
 
@@ -381,7 +377,7 @@ mod kernel {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use candle_core::{Device, Tensor};
@@ -392,7 +388,8 @@ mod tests {
         f64::from(f32::from_bits(bf16_bits(x) << 16))
     }
 
-    fn values(n: usize, seed: u64) -> Vec<f32> {
+    /// `n` values in [-2, 2) from a fixed-seed generator.
+    pub(crate) fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
         (0..n)
             .map(|_| {
