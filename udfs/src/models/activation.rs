@@ -7,7 +7,18 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
-pub use super::bf16_matmul::Epilogue;
+/// An activation these kernels compute in one pass; the bf16 kernel applies it to each
+/// tile's outputs as they are stored (its epilogue), instead of in separate passes over the
+/// layer's output (for CLIP's MLP: its widest tensor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    /// The values as they are.
+    None,
+    /// `x·σ(1.702x)`.
+    QuickGelu,
+    /// Exact (erf) GELU.
+    Gelu,
+}
 
 /// Values per parallel task.
 const CHUNK: usize = 1 << 14;

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::activation::Epilogue;
+
 /// Output columns per micro-tile: two 16-lane vectors.
 const NR: usize = 32;
 /// Rows per micro-tile: 12 × 2 accumulators, plus the two weight vectors, in 32 registers.
@@ -229,18 +231,6 @@ struct Tile<'a> {
     cols: usize,
     /// What to apply to the sums (on the last K block; `None` before it).
     epilogue: Epilogue,
-}
-
-/// An activation applied to a tile's outputs as they are stored, instead of in separate
-/// passes over the layer's output (for CLIP's MLP: its widest tensor).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Epilogue {
-    /// The sums (plus bias) as they are.
-    None,
-    /// `x·σ(1.702x)`.
-    QuickGelu,
-    /// Exact (erf) GELU.
-    Gelu,
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -8,16 +8,16 @@ use std::sync::Arc;
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
-use super::activation::{self, FusedActivation};
-use super::bf16_matmul::{Bf16Dense, Epilogue, PackedWeight};
-
+use super::activation::{self, Epilogue, FusedActivation};
+use super::bf16_matmul::{Bf16Dense, PackedWeight};
 use super::clip_config::{Activation, TextConfig, VisionConfig};
 use crate::training::fused;
 
 /// How a model computes its LayerNorms, attention softmax and dense layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
-    /// candle's fused kernels: fastest, but no gradient flows through them.
+    /// candle's fused kernels and one-pass activations ([`super::activation`]): fastest,
+    /// but no gradient flows through them.
     #[default]
     Inference,
     /// As [`Mode::Inference`], with the dense layers' products in bfloat16 on the CPU

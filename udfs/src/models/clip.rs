@@ -15,7 +15,8 @@ use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
 use super::ModelResult;
-use super::bf16_matmul::{Bf16Dense, Epilogue, PackedWeight};
+use super::activation::Epilogue;
+use super::bf16_matmul::{Bf16Dense, PackedWeight};
 use super::clip_config::{ClipConfig, TextConfig, VisionConfig};
 
 pub use super::blocks::Mode;
