@@ -23,18 +23,11 @@ pub struct RowCache {
 /// the call computes without it. Outputs computed in bf16 are kept apart from f32's (they
 /// differ by about 1e-3), under the checkpoint's fingerprint with `-bf16` appended.
 pub fn row_cache(options: &HqflowOptions, checkpoint_dir: &Path) -> Option<RowCache> {
-    open_row_cache(options, |store| {
-        let fingerprint = checkpoint_fingerprint(checkpoint_dir, CLIP_FILES, Some(store))
-            .map_err(|e| e.to_string())?;
-        let description = checkpoint_dir.display().to_string();
-        Ok(match options.precision {
-            Precision::F32 => (fingerprint, description),
-            Precision::Bf16 => (
-                format!("{fingerprint}-bf16"),
-                format!("{description} (bf16)"),
-            ),
-        })
-    })
+    let variant = match options.precision {
+        Precision::F32 => None,
+        Precision::Bf16 => Some("bf16"),
+    };
+    variant_cache(options, checkpoint_dir, CLIP_FILES, variant)
 }
 
 /// The cache for a call on the checkpoint in `checkpoint_dir` whose outputs `files` decide.
@@ -43,10 +36,25 @@ pub fn checkpoint_cache(
     checkpoint_dir: &Path,
     files: &[&str],
 ) -> Option<RowCache> {
+    variant_cache(options, checkpoint_dir, files, None)
+}
+
+/// As [`checkpoint_cache`], with outputs of a `variant` of the model (a number format) kept
+/// under the checkpoint's fingerprint with `-variant` appended.
+fn variant_cache(
+    options: &HqflowOptions,
+    checkpoint_dir: &Path,
+    files: &[&str],
+    variant: Option<&str>,
+) -> Option<RowCache> {
     open_row_cache(options, |store| {
         let fingerprint = checkpoint_fingerprint(checkpoint_dir, files, Some(store))
             .map_err(|e| e.to_string())?;
-        Ok((fingerprint, checkpoint_dir.display().to_string()))
+        let description = checkpoint_dir.display().to_string();
+        Ok(match variant {
+            None => (fingerprint, description),
+            Some(v) => (format!("{fingerprint}-{v}"), format!("{description} ({v})")),
+        })
     })
 }
 

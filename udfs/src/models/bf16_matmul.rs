@@ -101,11 +101,6 @@ impl PackedWeight {
             bias: padded,
         })
     }
-
-    /// Output features.
-    pub fn outputs(&self) -> usize {
-        self.n
-    }
 }
 
 /// `rows Wᵀ + b` for `rows` [M, K] (f32, contiguous), then the epilogue, as a candle op

@@ -73,6 +73,31 @@ impl Encoder {
 /// attention over a row stays a small share of the work.
 const PACK_TOKENS: usize = 256;
 
+/// Where sequences of `lengths` go when packed first-fit, longest first, into rows as long
+/// as the longest sequence or an even share of PACK_TOKENS-token rows, whichever is more:
+/// each sequence's (row, offset), and each row's fill.
+fn pack_sequences(lengths: &[usize]) -> (Vec<(usize, usize)>, Vec<usize>) {
+    let total: usize = lengths.iter().sum();
+    let even = total.div_ceil(total.div_ceil(PACK_TOKENS).max(1));
+    let limit = lengths.iter().copied().max().unwrap_or(1).max(even);
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    let mut place = vec![(0usize, 0usize); lengths.len()];
+    let mut fill: Vec<usize> = Vec::new();
+    for i in order {
+        let row = match fill.iter().position(|&f| f + lengths[i] <= limit) {
+            Some(row) => row,
+            None => {
+                fill.push(0);
+                fill.len() - 1
+            }
+        };
+        place[i] = (row, fill[row]);
+        fill[row] += lengths[i];
+    }
+    (place, fill)
+}
+
 /// The text tower (`text_model`).
 struct TextTransformer {
     token_embedding: Embedding,
@@ -136,11 +161,11 @@ impl TextTransformer {
     }
 
     /// Sequences packed end to end into rows of about [`PACK_TOKENS`] tokens (or the
-    /// longest sequence, if longer), each token attending only to its own sequence's earlier tokens
-    /// (a block-diagonal causal mask) at its own positions: the same outputs as padding every
-    /// sequence to the batch's longest, without computing the padding. Alt-texts vary from a
-    /// few tokens to the context length, so a padded batch is mostly padding. Rows are filled
-    /// first-fit, longest sequences first.
+    /// longest sequence, if longer; [`pack_sequences`]), each token attending only to its
+    /// own sequence's earlier tokens (a block-diagonal causal mask) at its own positions: the
+    /// same outputs as padding every sequence to the batch's longest, without computing the
+    /// padding. Alt-texts vary from a few tokens to the context length, so a padded batch is
+    /// mostly padding.
     fn forward_packed(
         &self,
         sequences: &[Vec<u32>],
@@ -148,27 +173,8 @@ impl TextTransformer {
     ) -> candle_core::Result<Tensor> {
         let b = sequences.len();
         // An empty sequence runs as one padding token, as in the padded layout.
-        let len = |i: usize| sequences[i].len().max(1);
-        // As many rows as PACK_TOKENS-token rows would need, evenly filled.
-        let total: usize = (0..b).map(len).sum();
-        let even = total.div_ceil(total.div_ceil(PACK_TOKENS).max(1));
-        let cap = (0..b).map(len).max().unwrap_or(1).max(even);
-        let mut order: Vec<usize> = (0..b).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(len(i)));
-        // Each sequence's row and offset; each row's fill.
-        let mut place = vec![(0usize, 0usize); b];
-        let mut fill: Vec<usize> = Vec::new();
-        for i in order {
-            let row = match fill.iter().position(|&f| f + len(i) <= cap) {
-                Some(row) => row,
-                None => {
-                    fill.push(0);
-                    fill.len() - 1
-                }
-            };
-            place[i] = (row, fill[row]);
-            fill[row] += len(i);
-        }
+        let lens: Vec<usize> = sequences.iter().map(|s| s.len().max(1)).collect();
+        let (place, fill) = pack_sequences(&lens);
         let rows = fill.len();
         // Rows are as long as the fullest one.
         let cap = fill.iter().copied().max().unwrap_or(1);
@@ -179,7 +185,7 @@ impl TextTransformer {
         let mut segment = vec![usize::MAX; rows * cap];
         for (i, s) in sequences.iter().enumerate() {
             let (row, offset) = place[i];
-            for t in 0..len(i) {
+            for t in 0..lens[i] {
                 let at = row * cap + offset + t;
                 ids[at] = s.get(t).copied().unwrap_or(0);
                 positions[at] = t as u32;

@@ -1,5 +1,6 @@
-//! Each checkpoint is loaded once per process, device and precision, whatever the number of sessions,
-//! queries and partitions that use it; a CLIP gets one forward thread (its batcher).
+//! Each checkpoint is loaded once per process, device and precision, whatever the number of
+//! sessions, queries and partitions that use it; a CLIP gets one forward thread (its
+//! batcher).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
