@@ -12,10 +12,12 @@
 //! [`Mode::Training`]: crate::models::clip::Mode::Training
 
 pub mod adamw;
+pub mod attention;
 pub mod bpe;
 pub mod fused;
 pub mod hf_files;
 pub mod init;
+pub mod linear;
 pub mod loss;
 pub mod trainer;
 pub mod vlm_trainer;

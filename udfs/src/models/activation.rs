@@ -1,4 +1,5 @@
-//! GELU and quick GELU in one vectorized pass (AVX-512F), for inference. candle computes
+//! GELU and quick GELU in one vectorized pass (AVX-512F), for inference and (GELU and its
+//! gradient) training's fused kernels ([`crate::training::fused`]). candle computes
 //! quick GELU as three passes (multiply, sigmoid with libm's `expf`, multiply) and GELU with
 //! libm's `erf` per value; over CLIP's widest tensor (the MLP's hidden layer) that was ~7% of
 //! an f32 forward. The same functions finish the bf16 kernel's tiles
@@ -141,9 +142,10 @@ pub(crate) mod simd {
         _mm512_div_ps(x, _mm512_add_ps(e, _mm512_set1_ps(1.0)))
     }
 
-    /// `x/2·(1 + erf(x/√2))`, erf by Abramowitz and Stegun 7.1.26 (within 1.5e-7).
+    /// `(1 + erf(x/√2), e^(−x²/2))`: erf by Abramowitz and Stegun 7.1.26 (within 1.5e-7),
+    /// whose tail term needs the same exponential as the normal density.
     #[target_feature(enable = "avx512f")]
-    fn gelu_erf(x: __m512) -> __m512 {
+    fn one_plus_erf(x: __m512) -> (__m512, __m512) {
         let z = _mm512_abs_ps(_mm512_mul_ps(
             x,
             _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2),
@@ -154,15 +156,96 @@ pub(crate) mod simd {
         for c in [-1.453_152_1, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
             p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c));
         }
-        let tail = _mm512_mul_ps(
-            _mm512_mul_ps(p, t),
-            exp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z))),
-        );
+        let gauss = exp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z)));
+        let tail = _mm512_mul_ps(_mm512_mul_ps(p, t), gauss);
         // erf(|x|/√2) = 1 − tail; for negative x, 1 + erf(x/√2) = tail.
         let positive = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_setzero_ps());
-        let one_plus_erf =
-            _mm512_mask_blend_ps(positive, tail, _mm512_sub_ps(_mm512_set1_ps(2.0), tail));
+        let sum = _mm512_mask_blend_ps(positive, tail, _mm512_sub_ps(_mm512_set1_ps(2.0), tail));
+        (sum, gauss)
+    }
+
+    /// `x/2·(1 + erf(x/√2))`.
+    #[target_feature(enable = "avx512f")]
+    fn gelu_erf(x: __m512) -> __m512 {
+        let (one_plus_erf, _) = one_plus_erf(x);
         _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5)), one_plus_erf)
+    }
+
+    /// `g·(Φ(x) + x·φ(x))`: the upstream gradient `g` through exact GELU.
+    #[target_feature(enable = "avx512f")]
+    fn gelu_erf_grad(x: __m512, g: __m512) -> __m512 {
+        // 1/√(2π)
+        const INV_SQRT_2PI: f32 = 0.398_942_3;
+        let (one_plus_erf, gauss) = one_plus_erf(x);
+        let cdf = _mm512_mul_ps(one_plus_erf, _mm512_set1_ps(0.5));
+        let pdf = _mm512_mul_ps(gauss, _mm512_set1_ps(INV_SQRT_2PI));
+        _mm512_mul_ps(g, _mm512_fmadd_ps(x, pdf, cdf))
+    }
+
+    /// `row[i] = e^(row[i] − shift)` in place, 0 where that underflows (masked scores of
+    /// −∞ included); returns the sum. 16 lanes at a time with a masked tail.
+    pub(crate) fn exp_shifted(row: &mut [f32], shift: f32) -> f32 {
+        // SAFETY: callers check `available()` (AVX-512F); loads and stores stay inside
+        // `row` (whole blocks of 16, then a masked tail).
+        unsafe { exp_shifted_simd(row.as_mut_ptr(), row.len(), shift) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn exp_shifted_simd(row: *mut f32, n: usize, shift: f32) -> f32 {
+        let shift = _mm512_set1_ps(shift);
+        let floor = _mm512_set1_ps(-87.33);
+        let one = |v: __m512| {
+            let x = _mm512_sub_ps(v, shift);
+            // `exp` saturates at its floor; below it the true value is (nearly) 0.
+            _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, floor), exp(x))
+        };
+        // SAFETY: see `exp_shifted`.
+        unsafe {
+            let mut sum = _mm512_setzero_ps();
+            let mut i = 0;
+            while i + 16 <= n {
+                let e = one(_mm512_loadu_ps(row.add(i)));
+                _mm512_storeu_ps(row.add(i), e);
+                sum = _mm512_add_ps(sum, e);
+                i += 16;
+            }
+            if i < n {
+                let mask: __mmask16 = (1u16 << (n - i)) - 1;
+                let e = _mm512_maskz_mov_ps(mask, one(_mm512_maskz_loadu_ps(mask, row.add(i))));
+                _mm512_mask_storeu_ps(row.add(i), mask, e);
+                sum = _mm512_add_ps(sum, e);
+            }
+            _mm512_reduce_add_ps(sum)
+        }
+    }
+
+    /// `dst = g·GELU'(x)` (same lengths), 16 lanes at a time with a masked tail.
+    pub(crate) fn gelu_grad(x: &[f32], g: &[f32], dst: &mut [f32]) {
+        assert!(x.len() == dst.len() && g.len() == dst.len());
+        // SAFETY: callers check `available()` (AVX-512F); every load and store is inside
+        // the three slices of equal length (whole blocks of 16, then a masked tail).
+        unsafe { gelu_grad_simd(x.as_ptr(), g.as_ptr(), dst.as_mut_ptr(), dst.len()) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn gelu_grad_simd(x: *const f32, g: *const f32, dst: *mut f32, n: usize) {
+        // SAFETY: see `gelu_grad`.
+        unsafe {
+            let mut i = 0;
+            while i + 16 <= n {
+                let v = gelu_erf_grad(_mm512_loadu_ps(x.add(i)), _mm512_loadu_ps(g.add(i)));
+                _mm512_storeu_ps(dst.add(i), v);
+                i += 16;
+            }
+            if i < n {
+                let mask: __mmask16 = (1u16 << (n - i)) - 1;
+                let v = gelu_erf_grad(
+                    _mm512_maskz_loadu_ps(mask, x.add(i)),
+                    _mm512_maskz_loadu_ps(mask, g.add(i)),
+                );
+                _mm512_mask_storeu_ps(dst.add(i), mask, v);
+            }
+        }
     }
 }
 
@@ -171,6 +254,14 @@ pub(crate) mod simd {
     use super::Epilogue;
 
     pub(crate) fn map(_e: Epilogue, _src: &[f32], _dst: &mut [f32]) {
+        unreachable!("fused activations need x86-64 with AVX-512F (checked before use)")
+    }
+
+    pub(crate) fn gelu_grad(_x: &[f32], _g: &[f32], _dst: &mut [f32]) {
+        unreachable!("fused activations need x86-64 with AVX-512F (checked before use)")
+    }
+
+    pub(crate) fn exp_shifted(_row: &mut [f32], _shift: f32) -> f32 {
         unreachable!("fused activations need x86-64 with AVX-512F (checked before use)")
     }
 }
@@ -218,6 +309,21 @@ mod tests {
             worst[0] <= 2e-6 && worst[1] <= 2e-6,
             "worst errors {worst:?}"
         );
+        // The gradient through GELU, g·(Φ(x) + x·φ(x)), for g of both signs.
+        let g: Vec<f32> = values(4099, 8);
+        let mut grad = vec![0f32; x.len()];
+        simd::gelu_grad(&x, &g, &mut grad);
+        let worst_grad = x
+            .iter()
+            .zip(&g)
+            .zip(&grad)
+            .fold(0f64, |w, ((&v, &g), &got)| {
+                let v = f64::from(v);
+                let cdf = 0.5 * (1.0 + erf(v / std::f64::consts::SQRT_2));
+                let pdf = (-0.5 * v * v).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                w.max((f64::from(got) - f64::from(g) * (cdf + v * pdf)).abs())
+            });
+        assert!(worst_grad <= 2e-6, "worst gradient error {worst_grad}");
         // Far out: no NaN or infinity, the right limits.
         let far = [
             -200.0, -90.0, 90.0, 200.0, 0.0, -0.0, 1e-30, -1e-30, 60.0, -60.0,

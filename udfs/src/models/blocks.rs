@@ -11,7 +11,7 @@ use candle_nn::{LayerNorm, VarBuilder};
 use super::activation::{self, Epilogue, FusedActivation};
 use super::bf16_matmul::{Bf16Dense, PackedWeight};
 use super::clip_config::{Activation, TextConfig, VisionConfig};
-use crate::training::fused;
+use crate::training::{attention, fused, linear};
 
 /// How a model computes its LayerNorms, attention softmax and dense layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,7 +64,8 @@ pub(crate) fn layer_norm(
 }
 
 /// A linear layer, `x Wᵀ + b`, as candle's `Linear` computes it (one matrix product over
-/// all rows), with the bias added by [`fused::bias_add`] in training; in
+/// all rows); in training on the CPU one node with its own backward pass
+/// ([`linear::linear`]); in
 /// [`Mode::InferenceBf16`] the weights are packed once for the bfloat16 kernel, which adds
 /// the bias itself, and the f32 copies are dropped.
 pub(crate) struct Dense {
@@ -140,6 +141,12 @@ impl Dense {
 
     /// `x Wᵀ + b`, then `epilogue` (bf16 weights only; f32 callers pass `None`).
     fn forward_then(&self, xs: &Tensor, epilogue: Epilogue) -> candle_core::Result<Tensor> {
+        if let (Weights::F32 { weight, bias }, Mode::Training) = (&self.weights, self.mode) {
+            // One node with its own backward pass where it applies (CPU, f32).
+            if let Some(ys) = linear::linear(xs, weight, bias.as_ref())? {
+                return Ok(ys);
+            }
+        }
         let dims = xs.dims().to_vec();
         let input = dims.last().copied().unwrap_or(1);
         let rows = xs.contiguous()?.reshape(((), input))?;
@@ -149,10 +156,9 @@ impl Dense {
             }
             Weights::F32 { weight, bias } => {
                 let ys = rows.matmul(&weight.t()?)?;
-                match (bias, self.mode) {
-                    (None, _) => ys,
-                    (Some(b), Mode::Training) => fused::bias_add(&ys, b)?,
-                    (Some(b), _) => ys.broadcast_add(b)?,
+                match bias {
+                    None => ys,
+                    Some(b) => ys.broadcast_add(b)?,
                 }
             }
         };
@@ -236,8 +242,16 @@ impl Attention {
         xs: &Tensor,
         mask: Option<&Tensor>,
     ) -> candle_core::Result<Tensor> {
-        let (k, v) = self.keys_values(xs)?;
-        self.attend_kv(queries, &k, &v, mask)
+        let q = self.q_proj.forward(queries)?;
+        let (k, v) = (self.k_proj.forward(xs)?, self.v_proj.forward(xs)?);
+        if self.mode == Mode::Training {
+            // One kernel with its own backward pass where it applies (CPU, f32).
+            let scale = self.scale as f32;
+            if let Some(out) = attention::attention(&q, &k, &v, self.heads, scale, mask)? {
+                return self.out_proj.forward(&out);
+            }
+        }
+        self.attend_projected(&q, &self.split_heads(&k)?, &self.split_heads(&v)?, mask)
     }
 
     /// [batch, n, width] → [batch, heads, n, head_dim].
@@ -266,8 +280,19 @@ impl Attention {
         v: &Tensor,
         mask: Option<&Tensor>,
     ) -> candle_core::Result<Tensor> {
-        let (b, m, width) = queries.dims3()?;
-        let q = self.split_heads(&(self.q_proj.forward(queries)? * self.scale)?)?;
+        self.attend_projected(&self.q_proj.forward(queries)?, k, v, mask)
+    }
+
+    /// As [`Attention::attend_kv`], from the queries' projections `q` [batch, m, width].
+    fn attend_projected(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let (b, m, width) = q.dims3()?;
+        let q = self.split_heads(&(q * self.scale)?)?;
         let mut scores = q.matmul(&k.t()?.contiguous()?)?;
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;

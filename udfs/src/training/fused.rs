@@ -1,5 +1,6 @@
-//! Layer norm, last-dimension softmax, bias add and erf GELU for training, as single CPU
-//! kernels that carry their own backward pass.
+//! Layer norm, last-dimension softmax and erf GELU for training, as single CPU kernels that
+//! carry their own backward pass (the dense layer and attention have theirs in
+//! [`super::linear`] and [`super::attention`]), and the helpers those kernels share.
 //!
 //! candle's fused versions have no backward (gradients through them are lost), and the
 //! composed versions (`layer_norm_slow`, `softmax`) run eight to ten element-wise passes
@@ -11,6 +12,8 @@
 use candle_core::cpu::erf::erf_f32;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
+
+use crate::models::activation::{self, Epilogue};
 
 /// Rows handed to one task when a kernel sums over rows.
 const ROWS_PER_TASK: usize = 64;
@@ -38,13 +41,68 @@ fn last_dim(layout: &Layout) -> usize {
     layout.dims().last().copied().unwrap_or(1).max(1)
 }
 
+/// Runs `f` compiled for AVX2 and FMA where the CPU has them, else as built (the release
+/// build targets baseline x86-64: 4-wide SSE, no fused multiply-add). `f` is inlined into
+/// the wrapper, so its loops vectorize 8 wide; callers wrap each parallel task's body.
+#[inline]
+pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has the features `avx2_fma` is compiled for (checked above).
+            #[allow(unsafe_code)]
+            return unsafe { avx2_fma(f) };
+        }
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn avx2_fma<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// Σ xs in eight interleaved partial sums, which vectorize (one running sum cannot: each
+/// addition waits for the last).
+#[inline(always)]
+pub(crate) fn lane_sum(xs: &[f32]) -> f32 {
+    lane_fold(xs.len(), |i| xs[i])
+}
+
+/// Σ xᵢyᵢ, as [`lane_sum`].
+#[inline(always)]
+pub(crate) fn lane_dot(xs: &[f32], ys: &[f32]) -> f32 {
+    let n = xs.len().min(ys.len());
+    lane_fold(n, |i| xs[i] * ys[i])
+}
+
+#[inline(always)]
+fn lane_fold(n: usize, term: impl Fn(usize) -> f32) -> f32 {
+    let mut lanes = [0f32; 8];
+    let whole = n / 8 * 8;
+    for base in (0..whole).step_by(8) {
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            *lane += term(base + l);
+        }
+    }
+    let tail: f32 = (whole..n).map(&term).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// A new buffer of rows of `d`, each written by `f` from the same row of `xs`; rows run in
 /// parallel.
 fn map_rows(xs: &[f32], d: usize, f: impl Fn(&mut [f32], &[f32]) + Sync) -> Vec<f32> {
     let mut out = vec![0f32; xs.len()];
     out.par_chunks_mut(d)
         .zip(xs.par_chunks(d))
-        .for_each(|(y, x)| f(y, x));
+        .for_each(|(y, x)| {
+            vectorized(
+                #[inline(always)]
+                || f(y, x),
+            )
+        });
     out
 }
 
@@ -58,7 +116,12 @@ fn map_rows2(
     let mut out = vec![0f32; xs.len()];
     out.par_chunks_mut(d)
         .zip(xs.par_chunks(d).zip(ys.par_chunks(d)))
-        .for_each(|(o, (x, y))| f(o, x, y));
+        .for_each(|(o, (x, y))| {
+            vectorized(
+                #[inline(always)]
+                || f(o, x, y),
+            )
+        });
     out
 }
 
@@ -87,17 +150,6 @@ pub fn softmax_last_dim(xs: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
-/// `xs + bias` with `bias` [D] broadcast over the rows of `xs` [.., D]; gradients flow to
-/// both. candle's broadcast add sums the bias gradient with a strided, single-threaded
-/// reduction, which was a tenth of a training step.
-pub fn bias_add(xs: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
-    if fast_path(xs) {
-        xs.contiguous()?.apply_op2(bias, BiasAdd)
-    } else {
-        xs.broadcast_add(bias)
-    }
-}
-
 /// GELU with the exact (erf) form, `x·Φ(x)`; gradients flow. candle's own runs forward on
 /// one thread and backward as ten element-wise passes, each a new tensor.
 pub fn gelu_erf(xs: &Tensor) -> candle_core::Result<Tensor> {
@@ -113,18 +165,27 @@ const ELEMENTS_PER_TASK: usize = 4096;
 
 /// `f` of each element of `xs`, in parallel ([`map_rows`] over blocks of elements).
 fn map_elements(xs: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    map_rows(xs, ELEMENTS_PER_TASK, |y, x| {
-        y.iter_mut().zip(x).for_each(|(y, x)| *y = f(*x))
-    })
+    map_rows(
+        xs,
+        ELEMENTS_PER_TASK,
+        #[inline(always)]
+        |y, x| y.iter_mut().zip(x).for_each(|(y, x)| *y = f(*x)),
+    )
 }
 
 /// `f` of each pair of elements of `xs` and `ys`, in parallel.
 fn map_elements2(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    map_rows2(xs, ys, ELEMENTS_PER_TASK, |o, x, y| {
-        o.iter_mut()
-            .zip(x.iter().zip(y))
-            .for_each(|(o, (x, y))| *o = f(*x, *y))
-    })
+    map_rows2(
+        xs,
+        ys,
+        ELEMENTS_PER_TASK,
+        #[inline(always)]
+        |o, x, y| {
+            o.iter_mut()
+                .zip(x.iter().zip(y))
+                .for_each(|(o, (x, y))| *o = f(*x, *y))
+        },
+    )
 }
 
 /// Σ over rows of `f(row of xs, row of ys)`, d values: rows split among tasks, each task
@@ -143,9 +204,14 @@ fn sum_over_rows(
         .zip(ys.par_chunks(d * ROWS_PER_TASK))
         .map(|(xs, ys)| {
             let mut acc = vec![0f32; d];
-            for (x, y) in xs.chunks(d).zip(ys.chunks(d)) {
-                f(&mut acc, x, y);
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (x, y) in xs.chunks(d).zip(ys.chunks(d)) {
+                        f(&mut acc, x, y);
+                    }
+                },
+            );
             acc
         })
         .collect();
@@ -158,50 +224,24 @@ fn sum_over_rows(
 
 /// Column sums of `rows` [R, d] laid out row after row.
 fn column_sums(rows: &[f32], d: usize) -> Vec<f32> {
-    sum_over_rows(rows, rows, d, |acc, x, _| {
-        acc.iter_mut().zip(x).for_each(|(a, x)| *a += x);
-    })
+    sum_over_rows(
+        rows,
+        rows,
+        d,
+        #[inline(always)]
+        |acc, x, _| {
+            acc.iter_mut().zip(x).for_each(|(a, x)| *a += x);
+        },
+    )
 }
 
-struct BiasAdd;
-
-impl CustomOp2 for BiasAdd {
-    fn name(&self) -> &'static str {
-        "hqflow-bias-add"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let xs = slice(s1, l1, self.name())?;
-        let bias = slice(s2, l2, self.name())?;
-        let d = last_dim(l1);
-        if bias.len() != d {
-            candle_core::bail!("bias add: the bias must have {d} elements");
-        }
-        let mut out = xs.to_vec();
-        out.par_chunks_mut(d * ROWS_PER_TASK).for_each(|block| {
-            for row in block.chunks_mut(d) {
-                row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
-            }
-        });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        _xs: &Tensor,
-        _bias: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let grad_bias = grad.apply_op1(ColumnSum)?;
-        Ok((Some(grad), Some(grad_bias)))
+/// Sums `xs` [.., D] over every dimension but the last (no gradient): [D].
+pub(crate) fn column_sum(xs: &Tensor) -> candle_core::Result<Tensor> {
+    if fast_path(xs) {
+        xs.contiguous()?.apply_op1_no_bwd(&ColumnSum)
+    } else {
+        let d = xs.dims().last().copied().unwrap_or(1);
+        xs.reshape(((), d))?.sum(0)
     }
 }
 
@@ -225,10 +265,11 @@ impl CustomOp1 for ColumnSum {
 }
 
 /// Mean and reciprocal standard deviation of one row.
+#[inline(always)]
 fn moments(row: &[f32], eps: f32) -> (f32, f32) {
     let n = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / n;
-    let var = row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
+    let mean = lane_sum(row) / n;
+    let var = lane_fold(row.len(), |i| (row[i] - mean) * (row[i] - mean)) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -256,12 +297,17 @@ impl CustomOp3 for LayerNorm {
         if gain.len() != d || shift.len() != d {
             candle_core::bail!("layer norm: weight and bias must have {d} elements");
         }
-        let out = map_rows(xs, d, |y, x| {
-            let (mean, rstd) = moments(x, self.eps);
-            for i in 0..d {
-                y[i] = (x[i] - mean) * rstd * gain[i] + shift[i];
-            }
-        });
+        let out = map_rows(
+            xs,
+            d,
+            #[inline(always)]
+            |y, x| {
+                let (mean, rstd) = moments(x, self.eps);
+                for i in 0..d {
+                    y[i] = (x[i] - mean) * rstd * gain[i] + shift[i];
+                }
+            },
+        );
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -304,21 +350,27 @@ impl CustomOp3 for LayerNormGradInput {
         let gain = slice(s2, l2, self.name())?;
         let grad = slice(s3, l3, self.name())?;
         let d = last_dim(l1);
-        let out = map_rows2(xs, grad, d, |dx, x, g| {
-            let (mean, rstd) = moments(x, self.eps);
-            let n = d as f32;
-            let (mut a, mut b) = (0f32, 0f32);
-            for i in 0..d {
-                let gw = g[i] * gain[i];
-                a += gw;
-                b += gw * (x[i] - mean) * rstd;
-            }
-            let (a, b) = (a / n, b / n);
-            for i in 0..d {
-                let xhat = (x[i] - mean) * rstd;
-                dx[i] = rstd * (g[i] * gain[i] - a - xhat * b);
-            }
-        });
+        let out = map_rows2(
+            xs,
+            grad,
+            d,
+            #[inline(always)]
+            |dx, x, g| {
+                let (mean, rstd) = moments(x, self.eps);
+                let n = d as f32;
+                let (mut a, mut b) = (0f32, 0f32);
+                for i in 0..d {
+                    let gw = g[i] * gain[i];
+                    a += gw;
+                    b += gw * (x[i] - mean) * rstd;
+                }
+                let (a, b) = (a / n, b / n);
+                for i in 0..d {
+                    let xhat = (x[i] - mean) * rstd;
+                    dx[i] = rstd * (g[i] * gain[i] - a - xhat * b);
+                }
+            },
+        );
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -343,12 +395,18 @@ impl CustomOp2 for LayerNormGradWeight {
         let xs = slice(s1, l1, self.name())?;
         let grad = slice(s2, l2, self.name())?;
         let d = last_dim(l1);
-        let sum = sum_over_rows(xs, grad, d, |acc, x, g| {
-            let (mean, rstd) = moments(x, self.eps);
-            for i in 0..d {
-                acc[i] += g[i] * (x[i] - mean) * rstd;
-            }
-        });
+        let sum = sum_over_rows(
+            xs,
+            grad,
+            d,
+            #[inline(always)]
+            |acc, x, g| {
+                let (mean, rstd) = moments(x, self.eps);
+                for i in 0..d {
+                    acc[i] += g[i] * (x[i] - mean) * rstd;
+                }
+            },
+        );
         Ok((CpuStorage::F32(sum), Shape::from(d)))
     }
 }
@@ -367,16 +425,21 @@ impl CustomOp1 for Softmax {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let xs = slice(storage, layout, self.name())?;
         let d = last_dim(layout);
-        let out = map_rows(xs, d, |y, x| {
-            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for i in 0..d {
-                y[i] = (x[i] - max).exp();
-                sum += y[i];
-            }
-            let inv = 1.0 / sum;
-            y.iter_mut().for_each(|v| *v *= inv);
-        });
+        let out = map_rows(
+            xs,
+            d,
+            #[inline(always)]
+            |y, x| {
+                let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for i in 0..d {
+                    y[i] = (x[i] - max).exp();
+                    sum += y[i];
+                }
+                let inv = 1.0 / sum;
+                y.iter_mut().for_each(|v| *v *= inv);
+            },
+        );
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
@@ -408,12 +471,18 @@ impl CustomOp2 for SoftmaxGrad {
         let ys = slice(s1, l1, self.name())?;
         let grad = slice(s2, l2, self.name())?;
         let d = last_dim(l1);
-        let out = map_rows2(ys, grad, d, |dx, y, g| {
-            let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
-            for i in 0..d {
-                dx[i] = y[i] * (g[i] - dot);
-            }
-        });
+        let out = map_rows2(
+            ys,
+            grad,
+            d,
+            #[inline(always)]
+            |dx, y, g| {
+                let dot = lane_dot(y, g);
+                for i in 0..d {
+                    dx[i] = y[i] * (g[i] - dot);
+                }
+            },
+        );
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -431,10 +500,22 @@ impl CustomOp1 for GeluErf {
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let xs = slice(storage, layout, self.name())?;
-        // As candle computes it, so training and inference agree bit for bit.
-        let out = map_elements(xs, |x| {
-            (erf_f32(x * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * x
-        });
+        // As inference computes it, so training and inference agree bit for bit: one
+        // vectorized pass where the CPU has AVX-512F, else candle's formula.
+        let out = if activation::available() {
+            map_rows(
+                xs,
+                ELEMENTS_PER_TASK,
+                #[inline(always)]
+                |y, x| activation::simd::map(Epilogue::Gelu, x, y),
+            )
+        } else {
+            map_elements(
+                xs,
+                #[inline(always)]
+                |x| (erf_f32(x * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * x,
+            )
+        };
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
@@ -468,13 +549,28 @@ impl CustomOp2 for GeluErfGrad {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let xs = slice(s1, l1, self.name())?;
         let grad = slice(s2, l2, self.name())?;
+        if activation::available() {
+            let out = map_rows2(
+                xs,
+                grad,
+                ELEMENTS_PER_TASK,
+                #[inline(always)]
+                |o, x, g| activation::simd::gelu_grad(x, g, o),
+            );
+            return Ok((CpuStorage::F32(out), l1.shape().clone()));
+        }
         // 1/√(2π)
         const INV_SQRT_2PI: f32 = 0.398_942_3;
-        let out = map_elements2(xs, grad, |x, g| {
-            let cdf = 0.5 * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
-            let pdf = INV_SQRT_2PI * (-0.5 * x * x).exp();
-            g * (cdf + x * pdf)
-        });
+        let out = map_elements2(
+            xs,
+            grad,
+            #[inline(always)]
+            |x, g| {
+                let cdf = 0.5 * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
+                let pdf = INV_SQRT_2PI * (-0.5 * x * x).exp();
+                g * (cdf + x * pdf)
+            },
+        );
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -539,29 +635,6 @@ mod tests {
     }
 
     #[test]
-    fn bias_add_matches_broadcast_add_forward_and_backward() {
-        let x = Var::from_tensor(&random(&[4, 70, 24], 7)).expect("var");
-        let b = Var::from_tensor(&random(&[24], 8)).expect("var");
-        let upstream = random(&[4, 70, 24], 9);
-        let run = |fused: bool| {
-            let y = if fused {
-                bias_add(x.as_tensor(), b.as_tensor())
-            } else {
-                x.as_tensor().broadcast_add(b.as_tensor())
-            }
-            .expect("bias add");
-            let loss = (&y * &upstream).expect("mul").sum_all().expect("sum");
-            let grads = loss.backward().expect("backward");
-            let g = |v: &Var| grads.get(v.as_tensor()).expect("a gradient").clone();
-            (y, g(&x), g(&b))
-        };
-        let (fused, composed) = (run(true), run(false));
-        assert!(max_diff(&fused.0, &composed.0) < 1e-6);
-        assert!(max_diff(&fused.1, &composed.1) < 1e-6, "d x");
-        assert!(max_diff(&fused.2, &composed.2) < 1e-4, "d bias");
-    }
-
-    #[test]
     fn softmax_matches_the_composed_op_forward_and_backward() {
         let x = Var::from_tensor(&random(&[2, 3, 7, 7], 5)).expect("var");
         // A causal mask's -inf entries must give exact zeros and zero gradients.
@@ -604,7 +677,10 @@ mod tests {
             (y, grads.get(x.as_tensor()).expect("a gradient").clone())
         };
         let (fused, composed) = (run(true), run(false));
-        assert_eq!(max_diff(&fused.0, &composed.0), 0.0, "forward differs");
+        // Exact where the kernel is candle's formula; within the vectorized erf's error
+        // (1.5e-7 of erf, tested in models::activation) where it runs.
+        let bound = if activation::available() { 1e-6 } else { 0.0 };
+        assert!(max_diff(&fused.0, &composed.0) <= bound, "forward differs");
         assert!(max_diff(&fused.1, &composed.1) < 1e-5);
     }
 }

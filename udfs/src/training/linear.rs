@@ -1,0 +1,269 @@
+//! A dense layer for training, `x Wᵀ + b` over the last dimension, as one CPU graph node with
+//! its own backward pass.
+//!
+//! Composed from candle's ops it is five nodes (flatten to rows, transpose the weight, the
+//! product, the bias add, the reshape back), and candle's backward pass zero-fills and then
+//! adds each gradient it hands a node, so every layer paid several passes over its input and
+//! output sizes beyond the two products of its backward. Here the forward pass is one gemm
+//! writing onto rows pre-filled with the bias, and the backward pass returns the three
+//! gradients in their final layouts (the weight's as gᵀx, [out, in], with no transpose).
+//!
+//! On other devices and dtypes the composed ops run; the tests check values and gradients
+//! against them.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
+
+use super::fused::{self, slice};
+
+/// `xs Wᵀ + bias` for `xs` [..., in] and `weight` [out, in]: [..., out]. `None` where this
+/// kernel does not apply (not CPU f32): the caller composes it.
+pub fn linear(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+) -> candle_core::Result<Option<Tensor>> {
+    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+    if !(cpu_f32(xs) && cpu_f32(weight) && bias.is_none_or(cpu_f32)) {
+        return Ok(None);
+    }
+    let (out, input) = weight.dims2()?;
+    if xs.dims().last() != Some(&input) || bias.is_some_and(|b| b.dims() != [out]) {
+        candle_core::bail!(
+            "linear: input {:?}, weight {:?} and bias {:?} do not fit",
+            xs.dims(),
+            weight.dims(),
+            bias.map(|b| b.dims())
+        );
+    }
+    let (xs, weight) = (xs.contiguous()?, weight.contiguous()?);
+    Ok(Some(match bias {
+        Some(bias) => xs.apply_op3(&weight, &bias.contiguous()?, Linear)?,
+        None => xs.apply_op2(&weight, Linear)?,
+    }))
+}
+
+struct Linear;
+
+impl Linear {
+    fn forward(
+        &self,
+        xs: &[f32],
+        x_layout: &Layout,
+        weight: &[f32],
+        w_layout: &Layout,
+        bias: Option<&[f32]>,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (out, input) = w_layout.shape().dims2()?;
+        let rows = xs.len() / input.max(1);
+        let mut dst = match bias {
+            Some(bias) => bias.repeat(rows),
+            None => vec![0f32; rows * out],
+        };
+        product(&mut dst, bias.is_some(), xs, weight, rows, out, input);
+        let mut dims = x_layout.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = out;
+        }
+        Ok((CpuStorage::F32(dst), Shape::from(dims)))
+    }
+
+    /// d loss / d (x, W, b) from the upstream gradient: g W, gᵀ x and g's column sums.
+    fn backward(
+        xs: &Tensor,
+        weight: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let (out, input) = weight.dims2()?;
+        let g = grad.reshape(((), out))?;
+        let x = xs.reshape(((), input))?;
+        let dx = g.matmul(weight)?.reshape(xs.shape())?;
+        let dw = g.t()?.matmul(&x)?;
+        let db = fused::column_sum(&g)?;
+        Ok((dx, dw, db))
+    }
+}
+
+/// `dst (+)= xs Wᵀ` for row-major `xs` [rows, input], `weight` [out, input] and `dst`
+/// [rows, out], adding onto `dst` when `accumulate`.
+#[allow(unsafe_code)]
+fn product(
+    dst: &mut [f32],
+    accumulate: bool,
+    xs: &[f32],
+    weight: &[f32],
+    rows: usize,
+    out: usize,
+    input: usize,
+) {
+    assert!(dst.len() == rows * out && xs.len() == rows * input && weight.len() == out * input);
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the assert above bounds every index gemm forms from these sizes and strides:
+    // dst is rows × out (row stride out), xs rows × input (row stride input), and Wᵀ's
+    // element (k, j) is weight[j·input + k].
+    unsafe {
+        gemm::gemm(
+            rows,
+            out,
+            input,
+            dst.as_mut_ptr(),
+            1,
+            out as isize,
+            accumulate,
+            xs.as_ptr(),
+            1,
+            input as isize,
+            weight.as_ptr(),
+            input as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "hqflow-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let name = CustomOp3::name(self);
+        let bias = slice(s3, l3, name)?;
+        self.forward(
+            slice(s1, l1, name)?,
+            l1,
+            slice(s2, l2, name)?,
+            l2,
+            Some(bias),
+        )
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, db) = Self::backward(xs, weight, grad)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+impl CustomOp2 for Linear {
+    fn name(&self) -> &'static str {
+        "hqflow-linear-no-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let name = CustomOp2::name(self);
+        self.forward(slice(s1, l1, name)?, l1, slice(s2, l2, name)?, l2, None)
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = Self::backward(xs, weight, grad)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor, Var};
+
+    use super::linear;
+
+    fn random(shape: &[usize], seed: u64) -> Tensor {
+        let count: usize = shape.iter().product();
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let values: Vec<f32> = (0..count)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(values, shape, &Device::Cpu).expect("tensor")
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.flatten_all())
+            .and_then(|d| d.max(0))
+            .and_then(|d| d.to_scalar::<f32>())
+            .expect("diff")
+    }
+
+    #[test]
+    fn matches_the_composed_ops_forward_and_backward() {
+        for with_bias in [true, false] {
+            let x = Var::from_tensor(&random(&[3, 37, 24], 1)).expect("x");
+            let w = Var::from_tensor(&random(&[40, 24], 2)).expect("w");
+            let b = Var::from_tensor(&random(&[40], 3)).expect("b");
+            let upstream = random(&[3, 37, 40], 4);
+            let bias = with_bias.then(|| b.as_tensor());
+            let run = |fused: bool| {
+                let y = if fused {
+                    linear(x.as_tensor(), w.as_tensor(), bias)
+                        .expect("linear")
+                        .expect("the kernel applies")
+                } else {
+                    let y = x
+                        .as_tensor()
+                        .broadcast_matmul(&w.as_tensor().t().expect("t"));
+                    match bias {
+                        Some(b) => y.and_then(|y| y.broadcast_add(b)),
+                        None => y,
+                    }
+                    .expect("composed")
+                };
+                let loss = (&y * &upstream).and_then(|l| l.sum_all()).expect("loss");
+                let grads = loss.backward().expect("backward");
+                let grad = |v: &Var| grads.get(v.as_tensor()).cloned();
+                (y, grad(&x), grad(&w), grad(&b))
+            };
+            let (fused, composed) = (run(true), run(false));
+            assert!(max_diff(&fused.0, &composed.0) < 1e-5, "output differs");
+            for (got, want) in [(&fused.1, &composed.1), (&fused.2, &composed.2)] {
+                let (got, want) = (got.as_ref().expect("grad"), want.as_ref().expect("grad"));
+                assert!(max_diff(got, want) < 1e-4, "gradient differs");
+            }
+            match (&fused.3, &composed.3) {
+                (Some(got), Some(want)) => assert!(max_diff(got, want) < 1e-4),
+                (None, None) => assert!(!with_bias),
+                _ => panic!("the bias gradient is there on one side only"),
+            }
+        }
+    }
+}
