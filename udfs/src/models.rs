@@ -6,9 +6,7 @@
 //! `checkpoint` that reads a local directory; then conformance fixtures from the reference
 //! implementation under `tests/data/`.
 
-pub mod activation;
 pub mod batcher;
-pub mod bf16_matmul;
 pub mod blocks;
 pub mod checkpoint;
 pub mod clip;
@@ -29,8 +27,10 @@ pub mod vlm_checkpoint;
 pub mod vlm_config;
 
 pub use candle_core::Device;
+// The CPU kernels live in their own crate (built optimized in the dev profile).
 pub use checkpoint::ClipCheckpoint;
 pub use device::DeviceSpec;
+pub use hqflow_kernels::{activation, bf16_matmul};
 pub use precision::Precision;
 
 /// An error while loading or running a model, with what it concerns.

@@ -12,16 +12,15 @@
 //! [`Mode::Training`]: crate::models::clip::Mode::Training
 
 pub mod adamw;
-pub mod attention;
 pub mod bpe;
-pub mod fused;
 pub mod hf_files;
 pub mod init;
-pub mod linear;
 pub mod loss;
 pub mod trainer;
 pub mod vlm_trainer;
 
+// The CPU kernels live in their own crate (built optimized in the dev profile).
+pub use hqflow_kernels::{attention, fused, linear};
 pub use loss::TagLabel;
 pub use trainer::{ClipTrainer, LossWeights, OptimConfig, StepStats, TrainBatch};
 pub use vlm_trainer::{VlmBatch, VlmStepStats, VlmTrainer};

@@ -1,5 +1,5 @@
 //! GELU and quick GELU in one vectorized pass (AVX-512F), for inference and (GELU and its
-//! gradient) training's fused kernels ([`crate::training::fused`]). candle computes
+//! gradient) training's fused kernels ([`crate::fused`]). candle computes
 //! quick GELU as three passes (multiply, sigmoid with libm's `expf`, multiply) and GELU with
 //! libm's `erf` per value; over CLIP's widest tensor (the MLP's hidden layer) that was ~7% of
 //! an f32 forward. The same functions finish the bf16 kernel's tiles
@@ -50,7 +50,7 @@ impl CustomOp1 for FusedActivation {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let xs = crate::training::fused::slice(storage, layout, self.name())?;
+        let xs = crate::fused::slice(storage, layout, self.name())?;
         if !available() {
             candle_core::bail!("fused activation: this CPU lacks AVX-512F");
         }
@@ -269,7 +269,7 @@ pub(crate) mod simd {
 #[cfg(test)]
 mod tests {
     use super::{Epilogue, available, simd};
-    use crate::models::bf16_matmul::tests::values;
+    use crate::bf16_matmul::tests::values;
 
     fn map(e: Epilogue, x: &[f32]) -> Vec<f32> {
         let mut out = vec![0f32; x.len()];

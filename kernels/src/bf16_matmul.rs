@@ -117,7 +117,7 @@ impl CustomOp1 for Bf16Dense {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let xs = crate::training::fused::slice(storage, layout, self.name())?;
+        let xs = crate::fused::slice(storage, layout, self.name())?;
         let (m, k) = layout.shape().dims2()?;
         let w = &self.0;
         if k != w.k {
@@ -234,7 +234,7 @@ mod kernel {
     use std::arch::x86_64::*;
 
     use super::{Epilogue, MR, NR, Tile, pair};
-    use crate::models::activation;
+    use crate::activation;
 
     /// `src` as bfloat16 pairs (a trailing odd value pairs with zero).
     pub(super) fn to_pairs(src: &[f32], dst: &mut [u32]) {

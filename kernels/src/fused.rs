@@ -13,7 +13,7 @@ use candle_core::cpu::erf::erf_f32;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::models::activation::{self, Epilogue};
+use crate::activation::{self, Epilogue};
 
 /// Rows handed to one task when a kernel sums over rows.
 const ROWS_PER_TASK: usize = 64;

@@ -17,7 +17,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use super::fused::{lane_dot, slice, vectorized};
-use crate::models::activation;
+use crate::activation;
 
 /// Attention of `q` [batch, m, width] over keys `k` and values `v` [batch, n, width], each
 /// split into `heads` heads, scores scaled by `scale` plus the additive `mask` (a constant:
