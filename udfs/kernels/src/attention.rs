@@ -13,10 +13,10 @@
 //! On other devices and dtypes, or with a mask of another shape, the composed ops run; the
 //! tests check values and gradients against them.
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::fused::{lane_dot, slice, vectorized};
+use super::fused::{lane_dot, slice, storage_slice, vectorized};
 use crate::activation;
 
 /// Attention of `q` [batch, m, width] over keys `k` and values `v` [batch, n, width], each
@@ -193,13 +193,6 @@ fn softmax_in_place(row: &mut [f32]) {
     row.iter_mut().for_each(|v| *v *= inv);
 }
 
-fn cpu_slice<'a>(storage: &'a Storage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
-    match storage {
-        Storage::Cpu(cpu) => slice(cpu, layout, "attention"),
-        _ => candle_core::bail!("attention: the CPU kernel got a tensor on another device"),
-    }
-}
-
 impl CustomOp3 for Attention {
     fn name(&self) -> &'static str {
         "hqflow-attention"
@@ -274,10 +267,10 @@ impl CustomOp3 for Attention {
             grad.storage_and_layout(),
         );
         let (qs, ks, vs, gs) = (
-            cpu_slice(&sq, lq)?,
-            cpu_slice(&sk, lk)?,
-            cpu_slice(&sv, lv)?,
-            cpu_slice(&sg, lg)?,
+            storage_slice(&sq, lq, "attention")?,
+            storage_slice(&sk, lk, "attention")?,
+            storage_slice(&sv, lv, "attention")?,
+            storage_slice(&sg, lg, "attention")?,
         );
         let dims = self.dims(lq, lk)?;
         let (dq, dk, dv) = self.gradients(qs, ks, vs, gs, dims);

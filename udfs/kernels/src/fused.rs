@@ -10,7 +10,9 @@
 //! composed ops to 1e-5).
 
 use candle_core::cpu::erf::erf_f32;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, DType, Layout, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, DType, Layout, Shape, Storage, Tensor,
+};
 use rayon::prelude::*;
 
 use crate::activation::{self, Epilogue};
@@ -34,6 +36,19 @@ pub(crate) fn slice<'a>(
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => candle_core::bail!("{what}: the input must be contiguous"),
+    }
+}
+
+/// The f32 slice of a contiguous tensor's storage, as [`slice`], from a tensor's
+/// `storage_and_layout` (what a backward pass that reads its inputs directly gets).
+pub(crate) fn storage_slice<'a>(
+    storage: &'a Storage,
+    layout: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    match storage {
+        Storage::Cpu(cpu) => slice(cpu, layout, what),
+        _ => candle_core::bail!("{what}: the CPU kernel got a tensor on another device"),
     }
 }
 
@@ -320,94 +335,80 @@ impl CustomOp3 for LayerNorm {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let grad_xs = xs.apply_op3(weight, &grad, LayerNormGradInput { eps: self.eps })?;
-        let grad_weight = xs.apply_op2(&grad, LayerNormGradWeight { eps: self.eps })?;
-        let grad_bias = grad.apply_op1(ColumnSum)?;
-        Ok((Some(grad_xs), Some(grad_weight), Some(grad_bias)))
+        let (dx, dw, db) = {
+            let ((sx, lx), (sw, lw), (sg, lg)) = (
+                xs.storage_and_layout(),
+                weight.storage_and_layout(),
+                grad.storage_and_layout(),
+            );
+            let name = self.name();
+            let (x, gain, g) = (
+                storage_slice(&sx, lx, name)?,
+                storage_slice(&sw, lw, name)?,
+                storage_slice(&sg, lg, name)?,
+            );
+            self.gradients(x, gain, g, last_dim(lx))
+        };
+        let device = xs.device();
+        Ok((
+            Some(Tensor::from_vec(dx, xs.shape(), device)?),
+            Some(Tensor::from_vec(dw, weight.shape(), device)?),
+            Some(Tensor::from_vec(db, weight.shape(), device)?),
+        ))
     }
 }
 
-/// d loss / d x of layer norm: rstd · (g·w − mean(g·w) − x̂ · mean(g·w·x̂)).
-struct LayerNormGradInput {
-    eps: f32,
-}
-
-impl CustomOp3 for LayerNormGradInput {
-    fn name(&self) -> &'static str {
-        "hqflow-layer-norm-grad-input"
-    }
-
-    fn cpu_fwd(
+impl LayerNorm {
+    /// d loss / d (x, gain, shift) in one pass over the rows: per row
+    /// dx = rstd · (g·w − mean(g·w) − x̂ · mean(g·w·x̂)); dw = Σ g·x̂ and db = Σ g over rows,
+    /// summed per task of [`ROWS_PER_TASK`] rows and then in task order (as
+    /// [`sum_over_rows`]: the same step rounds the same way every run).
+    fn gradients(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let xs = slice(s1, l1, self.name())?;
-        let gain = slice(s2, l2, self.name())?;
-        let grad = slice(s3, l3, self.name())?;
-        let d = last_dim(l1);
-        let out = map_rows2(
-            xs,
-            grad,
-            d,
-            #[inline(always)]
-            |dx, x, g| {
-                let (mean, rstd) = moments(x, self.eps);
-                let n = d as f32;
-                let (mut a, mut b) = (0f32, 0f32);
-                for i in 0..d {
-                    let gw = g[i] * gain[i];
-                    a += gw;
-                    b += gw * (x[i] - mean) * rstd;
-                }
-                let (a, b) = (a / n, b / n);
-                for i in 0..d {
-                    let xhat = (x[i] - mean) * rstd;
-                    dx[i] = rstd * (g[i] * gain[i] - a - xhat * b);
-                }
-            },
-        );
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-}
-
-/// d loss / d weight of layer norm: Σ over rows of g · x̂.
-struct LayerNormGradWeight {
-    eps: f32,
-}
-
-impl CustomOp2 for LayerNormGradWeight {
-    fn name(&self) -> &'static str {
-        "hqflow-layer-norm-grad-weight"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let xs = slice(s1, l1, self.name())?;
-        let grad = slice(s2, l2, self.name())?;
-        let d = last_dim(l1);
-        let sum = sum_over_rows(
-            xs,
-            grad,
-            d,
-            #[inline(always)]
-            |acc, x, g| {
-                let (mean, rstd) = moments(x, self.eps);
-                for i in 0..d {
-                    acc[i] += g[i] * (x[i] - mean) * rstd;
-                }
-            },
-        );
-        Ok((CpuStorage::F32(sum), Shape::from(d)))
+        xs: &[f32],
+        gain: &[f32],
+        grad: &[f32],
+        d: usize,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let mut dx = vec![0f32; xs.len()];
+        let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
+            .par_chunks_mut(d * ROWS_PER_TASK)
+            .zip(xs.par_chunks(d * ROWS_PER_TASK))
+            .zip(grad.par_chunks(d * ROWS_PER_TASK))
+            .map(|((dx, xs), grad)| {
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let (mut dw, mut db) = (vec![0f32; d], vec![0f32; d]);
+                        let rows = dx.chunks_mut(d).zip(xs.chunks(d)).zip(grad.chunks(d));
+                        for ((dx, x), g) in rows {
+                            let (mean, rstd) = moments(x, self.eps);
+                            let n = d as f32;
+                            let (mut a, mut b) = (0f32, 0f32);
+                            for i in 0..d {
+                                let gw = g[i] * gain[i];
+                                a += gw;
+                                b += gw * (x[i] - mean) * rstd;
+                            }
+                            let (a, b) = (a / n, b / n);
+                            for i in 0..d {
+                                let xhat = (x[i] - mean) * rstd;
+                                dx[i] = rstd * (g[i] * gain[i] - a - xhat * b);
+                                dw[i] += g[i] * xhat;
+                                db[i] += g[i];
+                            }
+                        }
+                        (dw, db)
+                    },
+                )
+            })
+            .collect();
+        let (mut dw, mut db) = (vec![0f32; d], vec![0f32; d]);
+        for (pw, pb) in &partial {
+            dw.iter_mut().zip(pw).for_each(|(s, a)| *s += a);
+            db.iter_mut().zip(pb).for_each(|(s, a)| *s += a);
+        }
+        (dx, dw, db)
     }
 }
 
