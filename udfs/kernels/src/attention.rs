@@ -369,20 +369,7 @@ mod tests {
     use candle_core::{D, Device, Tensor, Var};
 
     use super::attention;
-
-    fn random(shape: &[usize], seed: u64) -> Tensor {
-        let count: usize = shape.iter().product();
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-        let values: Vec<f32> = (0..count)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect();
-        Tensor::from_vec(values, shape, &Device::Cpu).expect("tensor")
-    }
+    use crate::fused::tests::{max_diff, random};
 
     /// Attention composed from candle's ops, as the inference path runs it.
     fn composed(
@@ -419,15 +406,6 @@ mod tests {
             .and_then(|o| o.transpose(1, 2))
             .and_then(|o| o.reshape((b, m, w)))
             .expect("out")
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .and_then(|d| d.abs())
-            .and_then(|d| d.flatten_all())
-            .and_then(|d| d.max(0))
-            .and_then(|d| d.to_scalar::<f32>())
-            .expect("diff")
     }
 
     /// Values and gradients of the kernel against the composed ops for `mask`.

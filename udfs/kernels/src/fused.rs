@@ -577,13 +577,13 @@ impl CustomOp2 for GeluErfGrad {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
 
-    fn random(shape: &[usize], seed: u64) -> Tensor {
-        // A fixed pseudo-random fill, so the test needs no RNG crate.
+    /// A fixed pseudo-random fill in [-2, 2), so the tests need no RNG crate.
+    pub(crate) fn random(shape: &[usize], seed: u64) -> Tensor {
         let n: usize = shape.iter().product();
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let values: Vec<f32> = (0..n)
@@ -597,7 +597,8 @@ mod tests {
         Tensor::from_vec(values, shape, &Device::Cpu).expect("tensor")
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    /// The largest absolute difference between two tensors of one shape.
+    pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .expect("same shape")
             .abs()
