@@ -27,9 +27,9 @@ pub mod vlm_checkpoint;
 pub mod vlm_config;
 
 pub use candle_core::Device;
-// The CPU kernels live in their own crate (built optimized in the dev profile).
 pub use checkpoint::ClipCheckpoint;
 pub use device::DeviceSpec;
+// The CPU kernels live in their own crate (built optimized in the dev profile).
 pub use hqflow_kernels::{activation, bf16_matmul};
 pub use precision::Precision;
 

@@ -13,11 +13,10 @@
 //! On other devices and dtypes, or with a mask of another shape, the composed ops run; the
 //! tests check values and gradients against them.
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::fused::{lane_dot, slice, storage_slice, vectorized};
-use crate::activation;
+use super::fused::{fast_path, lane_dot, slice, softmax_in_place, storage_slice, vectorized};
 
 /// Attention of `q` [batch, m, width] over keys `k` and values `v` [batch, n, width], each
 /// split into `heads` heads, scores scaled by `scale` plus the additive `mask` (a constant:
@@ -32,8 +31,7 @@ pub fn attention(
     scale: f32,
     mask: Option<&Tensor>,
 ) -> candle_core::Result<Option<Tensor>> {
-    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    if !(cpu_f32(q) && cpu_f32(k) && cpu_f32(v)) {
+    if !(fast_path(q) && fast_path(k) && fast_path(v)) {
         return Ok(None);
     }
     let (b, m, width) = q.dims3()?;
@@ -54,7 +52,7 @@ pub fn attention(
                 [mb, 1, mm, mn] if (mb == 1 || mb == b) && (mm, mn) == (m, n) => mb,
                 _ => return Ok(None),
             };
-            if !cpu_f32(mask) {
+            if !fast_path(mask) {
                 return Ok(None);
             }
             let values = mask.flatten_all()?.to_vec1::<f32>()?;
@@ -170,27 +168,6 @@ impl Head {
 #[inline(always)]
 fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
-}
-
-/// Softmax of `row` in place; a row masked everywhere becomes zeros (no query of ours has
-/// one, but zeros keep a NaN from spreading if one did).
-#[inline(always)]
-fn softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        row.fill(0.0);
-        return;
-    }
-    let sum = if activation::available() {
-        activation::simd::exp_shifted(row, max)
-    } else {
-        row.iter_mut().fold(0.0, |sum, v| {
-            *v = (*v - max).exp();
-            sum + *v
-        })
-    };
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|v| *v *= inv);
 }
 
 impl CustomOp3 for Attention {

@@ -20,7 +20,9 @@ use crate::activation::{self, Epilogue};
 /// Rows handed to one task when a kernel sums over rows.
 const ROWS_PER_TASK: usize = 64;
 
-fn fast_path(xs: &Tensor) -> bool {
+/// Whether the CPU kernels apply: an f32 tensor on the CPU (elsewhere callers compose
+/// candle's ops).
+pub(crate) fn fast_path(xs: &Tensor) -> bool {
     xs.device().is_cpu() && xs.dtype() == DType::F32
 }
 
@@ -203,27 +205,21 @@ fn map_elements2(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> 
     )
 }
 
-/// Σ over rows of `f(row of xs, row of ys)`, d values: rows split among tasks, each task
+/// Column sums of `rows` [R, d] laid out row after row: rows split among tasks, each task
 /// summing into its own accumulator, the accumulators added at the end in row order. (A
 /// rayon `reduce` would add them in an order that depends on work stealing, so the same
 /// step would round differently from run to run, and a resumed run would not repeat the
 /// one it resumes.)
-fn sum_over_rows(
-    xs: &[f32],
-    ys: &[f32],
-    d: usize,
-    f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
-) -> Vec<f32> {
-    let partial: Vec<Vec<f32>> = xs
+fn column_sums(rows: &[f32], d: usize) -> Vec<f32> {
+    let partial: Vec<Vec<f32>> = rows
         .par_chunks(d * ROWS_PER_TASK)
-        .zip(ys.par_chunks(d * ROWS_PER_TASK))
-        .map(|(xs, ys)| {
+        .map(|rows| {
             let mut acc = vec![0f32; d];
             vectorized(
                 #[inline(always)]
                 || {
-                    for (x, y) in xs.chunks(d).zip(ys.chunks(d)) {
-                        f(&mut acc, x, y);
+                    for row in rows.chunks(d) {
+                        acc.iter_mut().zip(row).for_each(|(a, x)| *a += x);
                     }
                 },
             );
@@ -235,19 +231,6 @@ fn sum_over_rows(
         sum.iter_mut().zip(acc).for_each(|(s, a)| *s += a);
     }
     sum
-}
-
-/// Column sums of `rows` [R, d] laid out row after row.
-fn column_sums(rows: &[f32], d: usize) -> Vec<f32> {
-    sum_over_rows(
-        rows,
-        rows,
-        d,
-        #[inline(always)]
-        |acc, x, _| {
-            acc.iter_mut().zip(x).for_each(|(a, x)| *a += x);
-        },
-    )
 }
 
 /// Sums `xs` [.., D] over every dimension but the last (no gradient): [D].
@@ -277,6 +260,27 @@ impl CustomOp1 for ColumnSum {
         let d = last_dim(layout);
         Ok((CpuStorage::F32(column_sums(xs, d)), Shape::from(d)))
     }
+}
+
+/// Softmax of `row` in place; a row masked everywhere becomes zeros (no query of ours has
+/// one, but zeros keep a NaN from spreading if one did).
+#[inline(always)]
+pub(crate) fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return;
+    }
+    let sum = if activation::available() {
+        activation::simd::exp_shifted(row, max)
+    } else {
+        row.iter_mut().fold(0.0, |sum, v| {
+            *v = (*v - max).exp();
+            sum + *v
+        })
+    };
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
 }
 
 /// Mean and reciprocal standard deviation of one row.
@@ -362,7 +366,7 @@ impl LayerNorm {
     /// d loss / d (x, gain, shift) in one pass over the rows: per row
     /// dx = rstd · (g·w − mean(g·w) − x̂ · mean(g·w·x̂)); dw = Σ g·x̂ and db = Σ g over rows,
     /// summed per task of [`ROWS_PER_TASK`] rows and then in task order (as
-    /// [`sum_over_rows`]: the same step rounds the same way every run).
+    /// [`column_sums`]: the same step rounds the same way every run).
     fn gradients(
         &self,
         xs: &[f32],
@@ -431,14 +435,8 @@ impl CustomOp1 for Softmax {
             d,
             #[inline(always)]
             |y, x| {
-                let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for i in 0..d {
-                    y[i] = (x[i] - max).exp();
-                    sum += y[i];
-                }
-                let inv = 1.0 / sum;
-                y.iter_mut().for_each(|v| *v *= inv);
+                y.copy_from_slice(x);
+                softmax_in_place(y);
             },
         );
         Ok((CpuStorage::F32(out), layout.shape().clone()))

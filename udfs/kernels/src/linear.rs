@@ -11,9 +11,9 @@
 //! On other devices and dtypes the composed ops run; the tests check values and gradients
 //! against them.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
-use super::fused::{self, slice};
+use super::fused::{self, fast_path, slice};
 
 /// `xs Wᵀ + bias` for `xs` [..., in] and `weight` [out, in]: [..., out]. `None` where this
 /// kernel does not apply (not CPU f32): the caller composes it.
@@ -22,8 +22,7 @@ pub fn linear(
     weight: &Tensor,
     bias: Option<&Tensor>,
 ) -> candle_core::Result<Option<Tensor>> {
-    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    if !(cpu_f32(xs) && cpu_f32(weight) && bias.is_none_or(cpu_f32)) {
+    if !(fast_path(xs) && fast_path(weight) && bias.is_none_or(fast_path)) {
         return Ok(None);
     }
     let (out, input) = weight.dims2()?;
