@@ -287,6 +287,7 @@ impl ResultWriter {
             .set_compression(parquet::basic::Compression::ZSTD(
                 parquet::basic::ZstdLevel::default(),
             ))
+            .set_max_row_group_bytes(Some(crate::shards::ROW_GROUP_BYTES))
             .build();
         let mut writer = parquet::arrow::ArrowWriter::try_new(sink, schema, Some(props))?;
         let mut rows = 0u64;

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
+use datafusion::common::config::MaxRowGroupBytes;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::object_stores::EnvObjectStoreRegistry;
+use crate::shards::ROW_GROUP_BYTES;
 use crate::tables::{TableSpec, register_parquet_table, split_assignment};
 
 /// A `KEY=VALUE` pair for `-s` (a session setting) or `-m` (a model registration).
@@ -53,6 +55,12 @@ pub fn new_context() -> Result<SessionContext> {
         .options_mut()
         .optimizer
         .enable_leaf_expression_pushdown = false;
+    // COPY's row groups bounded in bytes, not only in rows (see ROW_GROUP_BYTES). DataFusion
+    // honours the byte bound only in its one-task-per-file writer; a COPY already writes one
+    // file per partition in parallel.
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.max_row_group_bytes = Some(MaxRowGroupBytes::try_new(ROW_GROUP_BYTES)?);
+    parquet.allow_single_file_parallelism = false;
     let runtime = RuntimeEnvBuilder::new()
         .with_object_store_registry(Arc::new(EnvObjectStoreRegistry::new()))
         .build_arc()?;

@@ -54,12 +54,20 @@ fn temp_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp"))
 }
 
+/// The most encoded bytes a row group of any Parquet file hqflow writes grows to before it is
+/// flushed. A writer holds its row group in memory until then, so this bounds each open
+/// file's memory whatever the rows' width: without it, `COPY`'s default of a million rows per
+/// group buffers a million images (gigabytes) per file, and even a table of scores grows the
+/// process by tens of megabytes towards its first flush.
+pub const ROW_GROUP_BYTES: usize = 32 << 20;
+
 /// How hqflow writes Parquet shards: Snappy, row groups of [`CHUNK_ROWS`] rows, and a fixed
 /// `created_by` (so the bytes do not change with the parquet crate's version string).
 pub fn writer_properties(created_by: &str) -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(CHUNK_ROWS))
+        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
         .set_created_by(created_by.to_string())
         .build()
 }
