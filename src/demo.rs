@@ -204,8 +204,10 @@ pub async fn run(args: &DemoArgs, status: Status) -> Result<Outcome> {
     // HQ-CLIP: the four texts of every kept pair, written by the built-in refiner.
     let refined_dir = args.out.join("refined");
     let refine = REFINE_SQL.trim().trim_end_matches(';');
+    // Sorted like the scored and kept tables: the fine-tune reads the refined table in file
+    // order, and the partitions' files otherwise split the rows differently on every run.
     let copy_refined = format!(
-        "COPY ({refine}\n) TO '{}/' STORED AS PARQUET",
+        "COPY (SELECT * FROM ({refine}\n) ORDER BY uid) TO '{}/' STORED AS PARQUET",
         sql_path(&refined_dir)?
     );
     status.line("refining the kept pairs with the built-in refiner (hqflow-world-vlm)");
