@@ -56,8 +56,8 @@ pub fn new_context() -> Result<SessionContext> {
         .optimizer
         .enable_leaf_expression_pushdown = false;
     // COPY's row groups bounded in bytes, not only in rows (see ROW_GROUP_BYTES). DataFusion
-    // honours the byte bound only in its one-task-per-file writer; a COPY already writes one
-    // file per partition in parallel.
+    // honours the byte bound only in its one-task-per-file writer; a COPY already writes
+    // several files at once (`minimum_parallel_output_files`, 4 by default).
     let parquet = &mut config.options_mut().execution.parquet;
     parquet.max_row_group_bytes = Some(MaxRowGroupBytes::try_new(ROW_GROUP_BYTES)?);
     parquet.allow_single_file_parallelism = false;
