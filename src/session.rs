@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use datafusion::common::config::MaxRowGroupBytes;
+use datafusion::common::config::{ConfigNonZeroUsize, MaxRowGroupBytes};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -56,11 +56,15 @@ pub fn new_context() -> Result<SessionContext> {
         .optimizer
         .enable_leaf_expression_pushdown = false;
     // COPY's row groups bounded in bytes, not only in rows (see ROW_GROUP_BYTES). DataFusion
-    // honours the byte bound only in its one-task-per-file writer; a COPY already writes
-    // several files at once (`minimum_parallel_output_files`, 4 by default).
-    let parquet = &mut config.options_mut().execution.parquet;
-    parquet.max_row_group_bytes = Some(MaxRowGroupBytes::try_new(ROW_GROUP_BYTES)?);
-    parquet.allow_single_file_parallelism = false;
+    // honours the byte bound only in its one-task-per-file writer; a COPY still writes
+    // several files at once, each encoded by its own task. Each open file holds a row group,
+    // its copy while it is flushed and a 10 MiB upload buffer, so one file per core, not
+    // DataFusion's fixed 4: enough to encode on every core, no more files than that in memory.
+    let execution = &mut config.options_mut().execution;
+    execution.minimum_parallel_output_files =
+        ConfigNonZeroUsize::try_new(execution.target_partitions.max(1))?;
+    execution.parquet.max_row_group_bytes = Some(MaxRowGroupBytes::try_new(ROW_GROUP_BYTES)?);
+    execution.parquet.allow_single_file_parallelism = false;
     let runtime = RuntimeEnvBuilder::new()
         .with_object_store_registry(Arc::new(EnvObjectStoreRegistry::new()))
         .build_arc()?;

@@ -14,7 +14,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::manifest::ShardFile;
 use super::out_dir::{OutDir, shard_name, temp_name};
-use crate::shards::{MAX_ROW_GROUP_BYTES, writer_properties};
+use crate::shards::writer_properties;
 
 struct Open {
     writer: ArrowWriter<File>,
@@ -99,16 +99,10 @@ impl UnitWriter {
                 None => self.start_shard()?,
             };
             let take = (self.shard_rows - open.rows).min(rows - offset);
+            // The writer flushes its row group itself at ROW_GROUP_BYTES (writer_properties).
             let write = open
                 .writer
-                .write(&batch.slice(offset as usize, take as usize))
-                .and_then(|()| {
-                    if open.writer.in_progress_size() >= MAX_ROW_GROUP_BYTES {
-                        open.writer.flush()
-                    } else {
-                        Ok(())
-                    }
-                });
+                .write(&batch.slice(offset as usize, take as usize));
             let name = open.name.clone();
             // Keep the shard owned by self even on error, so that Drop removes its file.
             open.rows += take;
