@@ -26,5 +26,6 @@ pub mod session;
 pub mod shards;
 pub mod shell;
 pub mod tables;
+pub mod threads;
 pub mod train;
 pub mod world;

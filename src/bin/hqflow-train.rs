@@ -2,5 +2,6 @@
 
 fn main() -> std::process::ExitCode {
     hqflow::allocator::tune();
+    hqflow::threads::pin();
     hqflow::train::main()
 }
