@@ -60,7 +60,8 @@ fn temp_name(path: &Path) -> PathBuf {
 /// million 64 px images peaked at 253 MB with 8 MiB and 208 MB with 4 MiB, in the same time.
 pub const ROW_GROUP_BYTES: usize = 4 << 20;
 
-/// How hqflow writes Parquet shards: Snappy, row groups of [`CHUNK_ROWS`] rows, and a fixed
+/// How hqflow writes Parquet shards: Snappy, row groups of [`CHUNK_ROWS`] rows or
+/// [`ROW_GROUP_BYTES`], whichever comes first (the writer flushes at either), and a fixed
 /// `created_by` (so the bytes do not change with the parquet crate's version string).
 pub fn writer_properties(created_by: &str) -> WriterProperties {
     WriterProperties::builder()
