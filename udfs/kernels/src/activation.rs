@@ -66,6 +66,7 @@ impl CustomOp1 for FusedActivation {
 #[allow(unsafe_code)]
 pub(crate) mod simd {
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     use super::Epilogue;
 
@@ -75,6 +76,15 @@ pub(crate) mod simd {
         // SAFETY: callers check `available()` (AVX-512F); every load and store is inside
         // `src`/`dst` (whole blocks of 16, then a tail masked to what remains).
         unsafe { map_simd(e, src.as_ptr(), dst.as_mut_ptr(), src.len()) }
+    }
+
+    /// [`map`] from sums that tile stores wrote (`src`, initialized, though its type cannot
+    /// say so) into memory not yet initialized (`dst`), which it writes in full.
+    pub(crate) fn map_into(e: Epilogue, src: &[MaybeUninit<f32>], dst: &mut [MaybeUninit<f32>]) {
+        assert_eq!(src.len(), dst.len());
+        // SAFETY: as in `map`; callers guarantee `src` was written (the bf16 tile kernel's
+        // sums, stored by its tiles), and `dst` is only written, every value of it.
+        unsafe { map_simd(e, src.as_ptr().cast(), dst.as_mut_ptr().cast(), src.len()) }
     }
 
     #[target_feature(enable = "avx512f")]
@@ -254,6 +264,14 @@ pub(crate) mod simd {
     use super::Epilogue;
 
     pub(crate) fn map(_e: Epilogue, _src: &[f32], _dst: &mut [f32]) {
+        unreachable!("fused activations need x86-64 with AVX-512F (checked before use)")
+    }
+
+    pub(crate) fn map_into(
+        _e: Epilogue,
+        _src: &[std::mem::MaybeUninit<f32>],
+        _dst: &mut [std::mem::MaybeUninit<f32>],
+    ) {
         unreachable!("fused activations need x86-64 with AVX-512F (checked before use)")
     }
 

@@ -20,6 +20,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::activation::Epilogue;
+use super::aligned::Aligned;
 
 mod amx;
 
@@ -72,34 +73,37 @@ pub struct PackedWeight {
     /// K pairs per panel: `kp` rounded up to whole AMX tile steps.
     stride: usize,
     /// Panels of NR columns: `[panel][k pair][column]`, zero-padded past N and K.
-    data: Vec<u32>,
+    data: Aligned<u32>,
     /// The bias padded to whole panels (zeros without one).
-    bias: Vec<f32>,
+    bias: Aligned<f32>,
 }
 
 impl PackedWeight {
     /// Packs `weight` [N, K] and `bias` [N] (f32 tensors on the CPU).
     pub fn new(weight: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Self> {
         let (n, k) = weight.dims2()?;
+        if k == 0 {
+            candle_core::bail!("bf16 dense: a layer without inputs ({n} x 0 weights)");
+        }
         let w: Vec<f32> = weight.flatten_all()?.to_vec1()?;
         let kp = k.div_ceil(2);
         let stride = kp.next_multiple_of(amx::KSTEP);
         let panels = n.div_ceil(NR);
-        let mut data = vec![0u32; panels * stride * NR];
+        let mut data = Aligned::zeroed(panels * stride * NR);
         for (j, row) in w.chunks_exact(k).enumerate() {
-            let panel = &mut data[(j / NR) * stride * NR..];
+            let panel = &mut data.as_mut_slice()[(j / NR) * stride * NR..];
             for p in 0..kp {
                 let hi = row.get(2 * p + 1).copied().unwrap_or(0.0);
                 panel[p * NR + j % NR] = pair(row[2 * p], hi);
             }
         }
-        let mut padded = vec![0f32; panels * NR];
+        let mut padded = Aligned::zeroed(panels * NR);
         if let Some(b) = bias {
             let b: Vec<f32> = b.to_vec1()?;
             if b.len() != n {
                 candle_core::bail!("bf16 dense: bias has {} values for {n} outputs", b.len());
             }
-            padded[..n].copy_from_slice(&b);
+            padded.as_mut_slice()[..n].copy_from_slice(&b);
         }
         Ok(PackedWeight {
             n,
@@ -138,33 +142,30 @@ impl CustomOp1 for Bf16Dense {
         if !available() {
             candle_core::bail!("bf16 dense: this CPU lacks AVX512-BF16");
         }
-        let mut out = vec![0f32; m * w.n];
-        matmul(xs, w, self.1, &mut out, amx::available());
+        let out = matmul(xs, w, self.1, amx::available());
         Ok((CpuStorage::F32(out), Shape::from((m, w.n))))
     }
 }
 
-/// `out` [M, N] = `a` [M, K] · Wᵀ + b, row blocks in parallel, on AMX tiles or with
+/// `a` [M, K] · Wᵀ + b as [M, N], row blocks in parallel, on AMX tiles or with
 /// `VDPBF16PS`. Callers check [`available`] (and [`amx::available`] for tiles).
-fn matmul(a: &[f32], w: &PackedWeight, epilogue: Epilogue, out: &mut [f32], tiles: bool) {
-    let m = a.len() / w.k.max(1);
+fn matmul(a: &[f32], w: &PackedWeight, epilogue: Epilogue, tiles: bool) -> Vec<f32> {
+    let m = a.len() / w.k;
     if m == 0 || w.n == 0 {
-        return;
+        return Vec::new();
     }
     // Twice as many blocks as threads, so a thread slowed by the other forward pass's work
     // does not leave the rest idle.
     let tasks = 2 * rayon::current_num_threads();
     if tiles {
-        let rows = m.div_ceil(tasks);
-        out.par_chunks_mut(rows * w.n)
-            .enumerate()
-            .for_each(|(i, block)| amx::row_block(a, w, epilogue, block, i * rows));
-        return;
+        return amx::matmul(a, w, epilogue, m.div_ceil(tasks));
     }
+    let mut out = vec![0f32; m * w.n];
     let rows = m.div_ceil(tasks).next_multiple_of(MR);
     out.par_chunks_mut(rows * w.n)
         .enumerate()
         .for_each(|(i, block)| row_block(a, w, epilogue, block, i * rows));
+    out
 }
 
 /// One block of output rows starting at row `first`, over every column and K block.
@@ -179,8 +180,8 @@ fn row_block(a: &[f32], w: &PackedWeight, epilogue: Epilogue, out: &mut [f32], f
             pack_rows(a, w.k, first + i0, mc, p0, pc, &mut converted, &mut packed);
             for panel in 0..w.n.div_ceil(NR) {
                 let cols = NR.min(w.n - panel * NR);
-                let weights = &w.data[(panel * w.stride + p0) * NR..][..pc * NR];
-                let bias = &w.bias[panel * NR..][..NR];
+                let weights = &w.data.as_slice()[(panel * w.stride + p0) * NR..][..pc * NR];
+                let bias = &w.bias.as_slice()[panel * NR..][..NR];
                 for (t, r0) in (0..mc).step_by(MR).enumerate() {
                     let tile = Tile {
                         a: &packed[t * pc * MR..][..pc * MR],
@@ -432,6 +433,7 @@ pub(crate) mod tests {
             (40, 70, 801),
             (97, 64, 1030),
             (300, 40, 96),
+            (256, 96, 200),
         ];
         for &(m, n, k) in &shapes {
             let (a, w, b) = (values(m * k, 1), values(n * k, 2), values(n, 3));
@@ -444,11 +446,7 @@ pub(crate) mod tests {
                     .flatten_all()?
                     .to_vec1()
             };
-            let kernel = |e, tiles| {
-                let mut out = vec![f32::NAN; m * n];
-                matmul(&a, &packed, e, &mut out, tiles);
-                out
-            };
+            let kernel = |e, tiles| matmul(&a, &packed, e, tiles);
             let mut runs = vec![
                 (op(Epilogue::None)?, op(Epilogue::QuickGelu)?),
                 (

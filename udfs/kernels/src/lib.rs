@@ -8,12 +8,14 @@
 //! - [`activation`]: GELU and quick GELU in one AVX-512 pass (inference, the bf16 kernel's
 //!   epilogue, training's GELU and its gradient).
 //! - [`bf16_matmul`]: the bfloat16 dense layer for `hqflow.precision = 'bf16'`.
+//! - [`aligned`]: cache-line-aligned buffers for its tile loads.
 //! - [`fused`]: training's layer norm, softmax and GELU with their backward passes, and the
 //!   helpers the training kernels share.
 //! - [`linear`], [`attention`]: training's dense layer and multi-head attention as single
 //!   graph nodes with their own backward passes.
 
 pub mod activation;
+pub mod aligned;
 pub mod attention;
 pub mod bf16_matmul;
 pub mod fused;
