@@ -64,7 +64,7 @@ pub(crate) fn layer_norm(
 }
 
 /// A linear layer, `x Wᵀ + b`, as candle's `Linear` computes it (one matrix product over
-/// all rows); in training on the CPU one node with its own backward pass
+/// all rows); in f32 on the CPU one gemm onto the bias, a node with its own backward pass
 /// ([`linear::linear`]); in
 /// [`Mode::InferenceBf16`] the weights are packed once for the bfloat16 kernel, which adds
 /// the bias itself, and the f32 copies are dropped.
@@ -141,8 +141,10 @@ impl Dense {
 
     /// `x Wᵀ + b`, then `epilogue` (bf16 weights only; f32 callers pass `None`).
     fn forward_then(&self, xs: &Tensor, epilogue: Epilogue) -> candle_core::Result<Tensor> {
-        if let (Weights::F32 { weight, bias }, Mode::Training) = (&self.weights, self.mode) {
-            // One node with its own backward pass where it applies (CPU, f32).
+        if let Weights::F32 { weight, bias } = &self.weights {
+            // One gemm onto rows pre-filled with the bias where it applies (CPU, f32): no
+            // zero-filled product and separate bias pass; in training also one graph node
+            // with its own backward pass.
             if let Some(ys) = linear::linear(xs, weight, bias.as_ref())? {
                 return Ok(ys);
             }
