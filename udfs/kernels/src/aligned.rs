@@ -5,8 +5,9 @@
 
 /// A zero-initialized buffer of `len` values starting on a 64-byte boundary, without
 /// unsafe code: the vector holds a cache line more than asked and the slice starts where
-/// the boundary falls.
-#[derive(Debug, Clone, Default)]
+/// the boundary falls. Not `Clone`: a cloned vector lands elsewhere, and the offset would no
+/// longer find the boundary.
+#[derive(Debug, Default)]
 pub struct Aligned<T> {
     buffer: Vec<T>,
     offset: usize,
@@ -25,8 +26,8 @@ impl<T: Copy + Default> Aligned<T> {
         aligned
     }
 
-    /// Makes the buffer hold at least `len` values (new ones default, the old ones kept
-    /// only while it need not move).
+    /// Makes the buffer hold at least `len` values: unchanged when it already does, else a
+    /// new buffer of default values (the old ones are not kept).
     pub fn grow(&mut self, len: usize) {
         if len <= self.len {
             return;
