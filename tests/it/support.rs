@@ -3,9 +3,13 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// The repository root (tests run with it as the working directory).
+/// The repository root (tests run with it as the working directory). Read when the test runs
+/// (cargo sets it), not baked in at compile time: checkouts that share a target directory
+/// (CI's fresh clone and a working copy) can reuse each other's test binaries, and a baked
+/// path would read the other checkout's fixtures.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 /// A fixture under `tests/data/`.

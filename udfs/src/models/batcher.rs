@@ -392,8 +392,12 @@ mod tests {
     use candle_core::Device;
 
     fn tiny() -> ModelResult<Arc<ClipCheckpoint>> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/data/clip/tiny-quickgelu");
+        // The crate's directory when the test runs (see tests/it/support.rs `root`).
+        let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+            || env!("CARGO_MANIFEST_DIR").into(),
+            std::path::PathBuf::from,
+        );
+        let dir = crate_dir.join("../tests/data/clip/tiny-quickgelu");
         Ok(Arc::new(ClipCheckpoint::load(&dir, &Device::Cpu)?))
     }
 
