@@ -55,10 +55,18 @@ fn temp_name(path: &Path) -> PathBuf {
 /// flushing), so this bounds each open file's memory whatever the rows' width: without it,
 /// `COPY`'s default of a million rows per group buffers a million images (gigabytes) per
 /// file, and even a table of scores grows the process by tens of megabytes towards its first
-/// flush. 4 MiB holds a few hundred to a few thousand images, enough for readers to prune and
-/// read in large pieces (Hugging Face's image datasets use 100 rows per group); a COPY of a
-/// million 64 px images peaked at 253 MB with 8 MiB and 208 MB with 4 MiB, in the same time.
-pub const ROW_GROUP_BYTES: usize = 4 << 20;
+/// flush. 2 MiB holds about a hundred web images or a thousand small ones, enough for readers
+/// to prune and read in large pieces (Hugging Face's image datasets use 100 rows per group).
+/// A COPY of a million 64 px images peaked at 253 MB with 8 MiB and 208 MB with 4 MiB; a COPY
+/// of 100,000 at 153–168 MB with 4 MiB and 133–148 MB with 2 MiB, each in the same time.
+pub const ROW_GROUP_BYTES: usize = 2 << 20;
+
+/// The upload buffer of each Parquet file a `COPY` writes (DataFusion's
+/// `objectstore_writer_buffer_size`; its default is 10 MiB): a file's bytes stay in it until
+/// it is full, then go out as multipart parts of this size. 5 MiB is the smallest part S3
+/// accepts. A narrow output (a table of scores) fills the buffer only after hundreds of
+/// thousands of rows, so the default held most of a million-row output in memory.
+pub const UPLOAD_PART_BYTES: usize = 5 << 20;
 
 /// How hqflow writes Parquet shards: Snappy, row groups of [`CHUNK_ROWS`] rows or
 /// [`ROW_GROUP_BYTES`], whichever comes first (the writer flushes at either), and a fixed
