@@ -9,8 +9,15 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::object_stores::EnvObjectStoreRegistry;
-use crate::shards::{ROW_GROUP_BYTES, UPLOAD_PART_BYTES};
+use crate::shards::ROW_GROUP_BYTES;
 use crate::tables::{TableSpec, register_parquet_table, split_assignment};
+
+/// The upload buffer of each Parquet file a `COPY` writes (DataFusion's
+/// `objectstore_writer_buffer_size`; its default is 10 MiB): a file's bytes stay in it until
+/// it is full, then go out as multipart parts of this size. 5 MiB is the smallest part S3
+/// accepts. A narrow output (a table of scores) fills the buffer only after hundreds of
+/// thousands of rows, so the default held most of a million-row output in memory.
+const UPLOAD_PART_BYTES: usize = 5 << 20;
 
 /// How many bytes at the end of a Parquet file one read fetches to find its footer.
 const FOOTER_READ_BYTES: usize = 64 << 10;

@@ -61,13 +61,6 @@ fn temp_name(path: &Path) -> PathBuf {
 /// of 100,000 at 153–168 MB with 4 MiB and 133–148 MB with 2 MiB, each in the same time.
 pub const ROW_GROUP_BYTES: usize = 2 << 20;
 
-/// The upload buffer of each Parquet file a `COPY` writes (DataFusion's
-/// `objectstore_writer_buffer_size`; its default is 10 MiB): a file's bytes stay in it until
-/// it is full, then go out as multipart parts of this size. 5 MiB is the smallest part S3
-/// accepts. A narrow output (a table of scores) fills the buffer only after hundreds of
-/// thousands of rows, so the default held most of a million-row output in memory.
-pub const UPLOAD_PART_BYTES: usize = 5 << 20;
-
 /// How hqflow writes Parquet shards: Snappy, row groups of [`CHUNK_ROWS`] rows or
 /// [`ROW_GROUP_BYTES`], whichever comes first (the writer flushes at either), and a fixed
 /// `created_by` (so the bytes do not change with the parquet crate's version string).
