@@ -65,17 +65,25 @@ pub(crate) fn layer_norm(
 
 /// A linear layer, `x Wᵀ + b`, as candle's `Linear` computes it (one matrix product over
 /// all rows); in f32 on the CPU one gemm onto the bias, a node with its own backward pass
-/// ([`linear::linear`]); in
-/// [`Mode::InferenceBf16`] the weights are packed once for the bfloat16 kernel, which adds
-/// the bias itself, and the f32 copies are dropped.
+/// ([`linear::linear`]). Inference models read their weights once, when built: in
+/// [`Mode::Inference`] each weight is kept transposed, in [`Mode::InferenceBf16`] packed for
+/// the bfloat16 kernel, which adds the bias itself; later changes to the variables they came
+/// from are not seen (training reads them at each forward).
 pub(crate) struct Dense {
     weights: Weights,
     mode: Mode,
 }
 
 enum Weights {
+    /// Training: [out, in], the variable itself, so optimizer updates are seen.
     F32 {
         weight: Tensor,
+        bias: Option<Tensor>,
+    },
+    /// f32 inference: transposed once at load to [in, out], the layout matrix products
+    /// read without gathering ([`linear::linear_transposed`]).
+    F32Transposed {
+        weight_t: Tensor,
         bias: Option<Tensor>,
     },
     Bf16(Arc<PackedWeight>),
@@ -87,7 +95,11 @@ impl Weights {
             Mode::InferenceBf16 => {
                 Weights::Bf16(Arc::new(PackedWeight::new(&weight, bias.as_ref())?))
             }
-            Mode::Inference | Mode::Training => Weights::F32 { weight, bias },
+            Mode::Inference => Weights::F32Transposed {
+                weight_t: linear::transposed(&weight)?,
+                bias,
+            },
+            Mode::Training => Weights::F32 { weight, bias },
         })
     }
 }
@@ -141,13 +153,18 @@ impl Dense {
 
     /// `x Wᵀ + b`, then `epilogue` (bf16 weights only; f32 callers pass `None`).
     fn forward_then(&self, xs: &Tensor, epilogue: Epilogue) -> candle_core::Result<Tensor> {
-        if let Weights::F32 { weight, bias } = &self.weights {
-            // One gemm onto rows pre-filled with the bias where it applies (CPU, f32): no
-            // zero-filled product and separate bias pass; in training also one graph node
-            // with its own backward pass.
-            if let Some(ys) = linear::linear(xs, weight, bias.as_ref())? {
-                return Ok(ys);
+        // One gemm onto rows pre-filled with the bias where it applies (CPU, f32): no
+        // zero-filled product and separate bias pass; in training also one graph node with
+        // its own backward pass.
+        let fused = match &self.weights {
+            Weights::F32 { weight, bias } => linear::linear(xs, weight, bias.as_ref())?,
+            Weights::F32Transposed { weight_t, bias } => {
+                linear::linear_transposed(xs, weight_t, bias.as_ref())?
             }
+            Weights::Bf16(_) => None,
+        };
+        if let Some(ys) = fused {
+            return Ok(ys);
         }
         let dims = xs.dims().to_vec();
         let input = dims.last().copied().unwrap_or(1);
@@ -156,19 +173,21 @@ impl Dense {
             Weights::Bf16(packed) => {
                 rows.apply_op1_no_bwd(&Bf16Dense(Arc::clone(packed), epilogue))?
             }
-            Weights::F32 { weight, bias } => {
-                let ys = rows.matmul(&weight.t()?)?;
-                match bias {
-                    None => ys,
-                    Some(b) => ys.broadcast_add(b)?,
-                }
-            }
+            Weights::F32 { weight, bias } => add_bias(rows.matmul(&weight.t()?)?, bias)?,
+            Weights::F32Transposed { weight_t, bias } => add_bias(rows.matmul(weight_t)?, bias)?,
         };
         let mut out = dims;
         if let Some(last) = out.last_mut() {
             *last = ys.dim(1)?;
         }
         ys.reshape(out)
+    }
+}
+
+fn add_bias(ys: Tensor, bias: &Option<Tensor>) -> candle_core::Result<Tensor> {
+    match bias {
+        None => Ok(ys),
+        Some(b) => ys.broadcast_add(b),
     }
 }
 

@@ -524,7 +524,9 @@ mod tests {
     fn random_model(mode: Mode) -> (Vlm, VarMap) {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let model = Vlm::new(tiny_config(16), vb, mode).expect("model");
+        // A first build creates the variables; the model is built again once they hold their
+        // values, as inference models read (and transpose) their weights when built.
+        Vlm::new(tiny_config(16), vb.clone(), mode).expect("model");
         // Unit-scale random weights, so that decoding follows the inputs.
         let data = varmap.data().lock().expect("vars");
         let mut vars: Vec<_> = data.iter().collect();
@@ -533,7 +535,7 @@ mod tests {
             var.set(&spread(var.shape(), 0.5, i as u64)).expect("set");
         }
         drop(data);
-        (model, varmap)
+        (Vlm::new(tiny_config(16), vb, mode).expect("model"), varmap)
     }
 
     /// Greedy decoding with the cache writes what a full forward pass ranks first at every
