@@ -31,66 +31,84 @@ pub fn attention(
     scale: f32,
     mask: Option<&Tensor>,
 ) -> candle_core::Result<Option<Tensor>> {
-    if !(fast_path(q) && fast_path(k) && fast_path(v)) {
-        return Ok(None);
+    match Attention::checked(q, k, v, heads, scale, mask)? {
+        None => Ok(None),
+        Some(op) => Ok(Some(q.contiguous()?.apply_op3(
+            &k.contiguous()?,
+            &v.contiguous()?,
+            op,
+        )?)),
     }
-    let (b, m, width) = q.dims3()?;
-    let (kb, n, kw) = k.dims3()?;
-    if kb != b || kw != width || v.dims3()? != (b, n, width) || heads == 0 || width % heads != 0 {
-        candle_core::bail!(
-            "attention: q {:?}, k {:?}, v {:?} do not fit {heads} heads",
-            q.dims(),
-            k.dims(),
-            v.dims()
-        );
-    }
-    let mask = match mask {
-        None => None,
-        Some(mask) => {
-            let batches = match *mask.dims() {
-                [mm, mn] if (mm, mn) == (m, n) => 1,
-                [mb, 1, mm, mn] if (mb == 1 || mb == b) && (mm, mn) == (m, n) => mb,
-                _ => return Ok(None),
-            };
-            if !fast_path(mask) {
-                return Ok(None);
-            }
-            let values = mask.flatten_all()?.to_vec1::<f32>()?;
-            Some(Mask { values, batches })
+}
+
+impl Attention {
+    /// The op for these inputs, or `None` where the CPU kernels do not apply (see
+    /// [`attention`]); an error where the shapes do not fit.
+    pub(crate) fn checked(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        heads: usize,
+        scale: f32,
+        mask: Option<&Tensor>,
+    ) -> candle_core::Result<Option<Self>> {
+        if !(fast_path(q) && fast_path(k) && fast_path(v)) {
+            return Ok(None);
         }
-    };
-    let op = Attention { heads, scale, mask };
-    Ok(Some(q.contiguous()?.apply_op3(
-        &k.contiguous()?,
-        &v.contiguous()?,
-        op,
-    )?))
+        let (b, m, width) = q.dims3()?;
+        let (kb, n, kw) = k.dims3()?;
+        if kb != b || kw != width || v.dims3()? != (b, n, width) || heads == 0 || width % heads != 0
+        {
+            candle_core::bail!(
+                "attention: q {:?}, k {:?}, v {:?} do not fit {heads} heads",
+                q.dims(),
+                k.dims(),
+                v.dims()
+            );
+        }
+        let mask = match mask {
+            None => None,
+            Some(mask) => {
+                let batches = match *mask.dims() {
+                    [mm, mn] if (mm, mn) == (m, n) => 1,
+                    [mb, 1, mm, mn] if (mb == 1 || mb == b) && (mm, mn) == (m, n) => mb,
+                    _ => return Ok(None),
+                };
+                if !fast_path(mask) {
+                    return Ok(None);
+                }
+                let values = mask.flatten_all()?.to_vec1::<f32>()?;
+                Some(Mask { values, batches })
+            }
+        };
+        Ok(Some(Attention { heads, scale, mask }))
+    }
 }
 
 /// An additive mask over [m, n] scores, one per sequence or one for all.
-struct Mask {
+pub(crate) struct Mask {
     values: Vec<f32>,
     batches: usize,
 }
 
-struct Attention {
+pub(crate) struct Attention {
     heads: usize,
-    scale: f32,
+    pub(crate) scale: f32,
     mask: Option<Mask>,
 }
 
 /// The sizes of one call: query tokens, key tokens, width, heads, head width.
 #[derive(Clone, Copy)]
-struct Dims {
-    m: usize,
-    n: usize,
-    width: usize,
-    heads: usize,
-    d: usize,
+pub(crate) struct Dims {
+    pub(crate) m: usize,
+    pub(crate) n: usize,
+    pub(crate) width: usize,
+    pub(crate) heads: usize,
+    pub(crate) d: usize,
 }
 
 impl Attention {
-    fn dims(&self, q: &Layout, k: &Layout) -> candle_core::Result<Dims> {
+    pub(crate) fn dims(&self, q: &Layout, k: &Layout) -> candle_core::Result<Dims> {
         let (_, m, width) = q.shape().dims3()?;
         let n = k.shape().dims3()?.1;
         Ok(Dims {
@@ -103,7 +121,7 @@ impl Attention {
     }
 
     /// The mask's rows for sequence `seq`, [m, n], if there is a mask.
-    fn mask_of(&self, seq: usize, dims: Dims) -> Option<&[f32]> {
+    pub(crate) fn mask_of(&self, seq: usize, dims: Dims) -> Option<&[f32]> {
         self.mask.as_ref().map(|mask| {
             let at = if mask.batches == 1 { 0 } else { seq };
             &mask.values[at * dims.m * dims.n..(at + 1) * dims.m * dims.n]

@@ -12,11 +12,14 @@
 //! - [`fused`]: training's layer norm, softmax and GELU with their backward passes, and the
 //!   helpers the training kernels share.
 //! - [`linear`], [`attention`]: training's dense layer and multi-head attention as single
-//!   graph nodes with their own backward passes.
+//!   graph nodes with their own backward passes (the dense layer also runs inference's f32
+//!   products).
+//! - [`attention_forward`]: multi-head attention for inference, register-tiled.
 
 pub mod activation;
 pub mod aligned;
 pub mod attention;
+pub mod attention_forward;
 pub mod bf16_matmul;
 pub mod fused;
 pub mod linear;

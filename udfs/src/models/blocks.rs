@@ -12,6 +12,7 @@ use super::activation::{self, Epilogue, FusedActivation};
 use super::bf16_matmul::{Bf16Dense, PackedWeight};
 use super::clip_config::{Activation, TextConfig, VisionConfig};
 use crate::training::{attention, fused, linear};
+use hqflow_kernels::attention_forward::attention_forward;
 
 /// How a model computes its LayerNorms, attention softmax and dense layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -265,12 +266,17 @@ impl Attention {
     ) -> candle_core::Result<Tensor> {
         let q = self.q_proj.forward(queries)?;
         let (k, v) = (self.k_proj.forward(xs)?, self.v_proj.forward(xs)?);
-        if self.mode == Mode::Training {
-            // One kernel with its own backward pass where it applies (CPU, f32).
-            let scale = self.scale as f32;
-            if let Some(out) = attention::attention(&q, &k, &v, self.heads, scale, mask)? {
-                return self.out_proj.forward(&out);
+        // One kernel where it applies (CPU, f32), reading the heads in place: in training
+        // with its own backward pass, in inference register-tiled.
+        let scale = self.scale as f32;
+        let fused = match self.mode {
+            Mode::Training => attention::attention(&q, &k, &v, self.heads, scale, mask)?,
+            Mode::Inference | Mode::InferenceBf16 => {
+                attention_forward(&q, &k, &v, self.heads, scale, mask)?
             }
+        };
+        if let Some(out) = fused {
+            return self.out_proj.forward(&out);
         }
         self.attend_projected(&q, &self.split_heads(&k)?, &self.split_heads(&v)?, mask)
     }
