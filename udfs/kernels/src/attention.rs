@@ -120,6 +120,31 @@ impl Attention {
         })
     }
 
+    /// Runs `task` on every sequence, in parallel: its queries [m, width], keys and values
+    /// [n, width], mask rows [m, n] (if any) and output rows [m, width]; returns the output,
+    /// [batch, m, width] like `q`.
+    pub(crate) fn each_sequence(
+        &self,
+        (q, k, v): (&[f32], &[f32], &[f32]),
+        dims: Dims,
+        task: impl Fn(Sequence<'_>, &mut [f32]) + Sync,
+    ) -> Vec<f32> {
+        let Dims { m, n, width, .. } = dims;
+        let mut out = vec![0f32; q.len()];
+        out.par_chunks_mut(m * width)
+            .enumerate()
+            .for_each(|(seq, out)| {
+                let sequence = Sequence {
+                    q: &q[seq * m * width..][..m * width],
+                    k: &k[seq * n * width..][..n * width],
+                    v: &v[seq * n * width..][..n * width],
+                    mask: self.mask_of(seq, dims),
+                };
+                task(sequence, out)
+            });
+        out
+    }
+
     /// The mask's rows for sequence `seq`, [m, n], if there is a mask.
     pub(crate) fn mask_of(&self, seq: usize, dims: Dims) -> Option<&[f32]> {
         self.mask.as_ref().map(|mask| {
@@ -127,6 +152,14 @@ impl Attention {
             &mask.values[at * dims.m * dims.n..(at + 1) * dims.m * dims.n]
         })
     }
+}
+
+/// One sequence's rows (see [`Attention::each_sequence`]).
+pub(crate) struct Sequence<'a> {
+    pub(crate) q: &'a [f32],
+    pub(crate) k: &'a [f32],
+    pub(crate) v: &'a [f32],
+    pub(crate) mask: Option<&'a [f32]>,
 }
 
 /// One head of one sequence, copied out of the [tokens, width] rows: keys transposed
@@ -209,40 +242,27 @@ impl CustomOp3 for Attention {
         );
         let dims = self.dims(l1, l2)?;
         let Dims { m, n, width, d, .. } = dims;
-        let mut out = vec![0f32; q.len()];
-        out.par_chunks_mut(m * width)
-            .enumerate()
-            .for_each(|(seq, out)| {
-                vectorized(
-                    #[inline(always)]
-                    || {
-                        let (q, k, v) = (
-                            &q[seq * m * width..][..m * width],
-                            &k[seq * n * width..][..n * width],
-                            &v[seq * n * width..][..n * width],
-                        );
-                        let mask = self.mask_of(seq, dims);
-                        let mut head = Head::new(dims);
-                        let mut p = vec![0f32; n];
-                        for h in 0..dims.heads {
-                            head.load(k, v, h, dims);
-                            for i in 0..m {
-                                let qrow = &q[i * width + h * d..][..d];
-                                head.weights(
-                                    qrow,
-                                    self.scale,
-                                    mask.map(|r| &r[i * n..][..n]),
-                                    &mut p,
-                                );
-                                let orow = &mut out[i * width + h * d..][..d];
-                                for (j, &pj) in p.iter().enumerate() {
-                                    axpy(orow, pj, &head.values[j * d..(j + 1) * d]);
-                                }
+        let out = self.each_sequence((q, k, v), dims, |sequence, out| {
+            vectorized(
+                #[inline(always)]
+                || {
+                    let Sequence { q, k, v, mask } = sequence;
+                    let mut head = Head::new(dims);
+                    let mut p = vec![0f32; n];
+                    for h in 0..dims.heads {
+                        head.load(k, v, h, dims);
+                        for i in 0..m {
+                            let qrow = &q[i * width + h * d..][..d];
+                            head.weights(qrow, self.scale, mask.map(|r| &r[i * n..][..n]), &mut p);
+                            let orow = &mut out[i * width + h * d..][..d];
+                            for (j, &pj) in p.iter().enumerate() {
+                                axpy(orow, pj, &head.values[j * d..(j + 1) * d]);
                             }
                         }
-                    },
-                )
-            });
+                    }
+                },
+            )
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 

@@ -12,9 +12,8 @@
 //! accumulate in registers over the head's width and over the keys.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
-use rayon::prelude::*;
 
-use super::attention::{Attention, Dims};
+use super::attention::{Attention, Dims, Sequence};
 use super::fused::{slice, softmax_in_place};
 
 /// Query rows per tile.
@@ -150,38 +149,30 @@ impl CustomOp3 for Forward {
         let op = &self.0;
         let dims = op.dims(l1, l2)?;
         let Dims { m, n, width, d, .. } = dims;
-        let mut out = vec![0f32; q.len()];
-        out.par_chunks_mut(m * width)
-            .enumerate()
-            .for_each(|(seq, out)| {
-                wide(
-                    #[inline(always)]
-                    || {
-                        let (q, k, v) = (
-                            &q[seq * m * width..][..m * width],
-                            &k[seq * n * width..][..n * width],
-                            &v[seq * n * width..][..n * width],
-                        );
-                        let mask = op.mask_of(seq, dims);
-                        let mut scratch = Scratch::new(dims);
-                        for h in 0..dims.heads {
-                            scratch.load(k, v, h, dims);
-                            for i0 in (0..m).step_by(ROWS) {
-                                let rows = ROWS.min(m - i0);
-                                for r in 0..rows {
-                                    let qrow = &q[(i0 + r) * width + h * d..][..d];
-                                    let dst = &mut scratch.queries[r * d..][..d];
-                                    for (t, &x) in dst.iter_mut().zip(qrow) {
-                                        *t = x * op.scale;
-                                    }
+        let out = op.each_sequence((q, k, v), dims, |sequence, out| {
+            wide(
+                #[inline(always)]
+                || {
+                    let Sequence { q, k, v, mask } = sequence;
+                    let mut scratch = Scratch::new(dims);
+                    for h in 0..dims.heads {
+                        scratch.load(k, v, h, dims);
+                        for i0 in (0..m).step_by(ROWS) {
+                            let rows = ROWS.min(m - i0);
+                            for r in 0..rows {
+                                let qrow = &q[(i0 + r) * width + h * d..][..d];
+                                let dst = &mut scratch.queries[r * d..][..d];
+                                for (t, &x) in dst.iter_mut().zip(qrow) {
+                                    *t = x * op.scale;
                                 }
-                                scratch.weights(rows, mask.map(|m| &m[i0 * n..]), dims);
-                                scratch.outputs(rows, &mut out[i0 * width..], h, dims);
                             }
+                            scratch.weights(rows, mask.map(|m| &m[i0 * n..]), dims);
+                            scratch.outputs(rows, &mut out[i0 * width..], h, dims);
                         }
-                    },
-                )
-            });
+                    }
+                },
+            )
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }

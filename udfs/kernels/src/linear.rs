@@ -26,6 +26,16 @@ enum WeightLayout {
     InOut,
 }
 
+impl WeightLayout {
+    /// (out, in) from a weight's two dimensions.
+    fn out_in(self, (rows, cols): (usize, usize)) -> (usize, usize) {
+        match self {
+            WeightLayout::OutIn => (rows, cols),
+            WeightLayout::InOut => (cols, rows),
+        }
+    }
+}
+
 /// `xs Wᵀ + bias` for `xs` [..., in] and `weight` [out, in]: [..., out]. `None` where this
 /// kernel does not apply (not CPU f32): the caller composes it.
 pub fn linear(
@@ -33,42 +43,44 @@ pub fn linear(
     weight: &Tensor,
     bias: Option<&Tensor>,
 ) -> candle_core::Result<Option<Tensor>> {
-    if !(fast_path(xs) && fast_path(weight) && bias.is_none_or(fast_path)) {
-        return Ok(None);
-    }
-    let (out, input) = weight.dims2()?;
-    if xs.dims().last() != Some(&input) || bias.is_some_and(|b| b.dims() != [out]) {
-        candle_core::bail!(
-            "linear: input {:?}, weight {:?} and bias {:?} do not fit",
-            xs.dims(),
-            weight.dims(),
-            bias.map(|b| b.dims())
-        );
-    }
-    apply(xs, weight, bias, Linear(WeightLayout::OutIn))
+    checked(xs, weight, bias, WeightLayout::OutIn)
 }
 
 /// `xs W + bias` for `xs` [..., in] and a weight stored transposed, `weight_t` [in, out]
-/// (inference: the layout gemm reads fastest). `None` where this kernel
-/// does not apply (not CPU f32): the caller composes it.
+/// (inference: the layout gemm reads fastest). `None` where this kernel does not apply (not
+/// CPU f32): the caller composes it.
 pub fn linear_transposed(
     xs: &Tensor,
     weight_t: &Tensor,
     bias: Option<&Tensor>,
 ) -> candle_core::Result<Option<Tensor>> {
-    if !(fast_path(xs) && fast_path(weight_t) && bias.is_none_or(fast_path)) {
+    checked(xs, weight_t, bias, WeightLayout::InOut)
+}
+
+fn checked(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    layout: WeightLayout,
+) -> candle_core::Result<Option<Tensor>> {
+    if !(fast_path(xs) && fast_path(weight) && bias.is_none_or(fast_path)) {
         return Ok(None);
     }
-    let (input, out) = weight_t.dims2()?;
+    let (out, input) = layout.out_in(weight.dims2()?);
     if xs.dims().last() != Some(&input) || bias.is_some_and(|b| b.dims() != [out]) {
         candle_core::bail!(
-            "linear: input {:?}, transposed weight {:?} and bias {:?} do not fit",
+            "linear: input {:?}, weight {:?} ({layout:?}) and bias {:?} do not fit",
             xs.dims(),
-            weight_t.dims(),
+            weight.dims(),
             bias.map(|b| b.dims())
         );
     }
-    apply(xs, weight_t, bias, Linear(WeightLayout::InOut))
+    let (xs, weight) = (xs.contiguous()?, weight.contiguous()?);
+    let op = Linear(layout);
+    Ok(Some(match bias {
+        Some(bias) => xs.apply_op3(&weight, &bias.contiguous()?, op)?,
+        None => xs.apply_op2(&weight, op)?,
+    }))
 }
 
 /// `weight`ᵀ as a contiguous tensor: [out, in] → [in, out], once per dense layer at load.
@@ -117,19 +129,6 @@ impl candle_core::CustomOp1 for Transpose {
     }
 }
 
-fn apply(
-    xs: &Tensor,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-    op: Linear,
-) -> candle_core::Result<Option<Tensor>> {
-    let (xs, weight) = (xs.contiguous()?, weight.contiguous()?);
-    Ok(Some(match bias {
-        Some(bias) => xs.apply_op3(&weight, &bias.contiguous()?, op)?,
-        None => xs.apply_op2(&weight, op)?,
-    }))
-}
-
 struct Linear(WeightLayout);
 
 impl Linear {
@@ -141,13 +140,7 @@ impl Linear {
         w_layout: &Layout,
         bias: Option<&[f32]>,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (out, input) = match self.0 {
-            WeightLayout::OutIn => w_layout.shape().dims2()?,
-            WeightLayout::InOut => {
-                let (input, out) = w_layout.shape().dims2()?;
-                (out, input)
-            }
-        };
+        let (out, input) = self.0.out_in(w_layout.shape().dims2()?);
         let rows = xs.len() / input.max(1);
         let mut dst = match bias {
             Some(bias) => bias.repeat(rows),
@@ -177,13 +170,7 @@ impl Linear {
         weight: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-        let (out, input) = match self.0 {
-            WeightLayout::OutIn => weight.dims2()?,
-            WeightLayout::InOut => {
-                let (input, out) = weight.dims2()?;
-                (out, input)
-            }
-        };
+        let (out, input) = self.0.out_in(weight.dims2()?);
         let g = grad.reshape(((), out))?;
         let x = xs.reshape(((), input))?;
         let (dx, dw) = match self.0 {
