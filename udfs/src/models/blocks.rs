@@ -148,7 +148,7 @@ impl Dense {
             Weights::Bf16(_) if epilogue(act) != Epilogue::None => {
                 self.forward_then(xs, epilogue(act))
             }
-            _ => activate(act, &self.forward(xs)?, self.mode),
+            _ => activate(act, self.forward(xs)?, self.mode),
         }
     }
 
@@ -201,18 +201,21 @@ fn epilogue(act: Activation) -> Epilogue {
     }
 }
 
-pub(crate) fn activate(act: Activation, xs: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
-    // Inference on the CPU: one vectorized pass instead of candle's ops.
+/// `act(xs)`; `xs` is the caller's own (a dense layer's fresh output): inference on the CPU
+/// overwrites it.
+fn activate(act: Activation, xs: Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+    // Inference on the CPU: one vectorized pass in place instead of candle's ops.
     let one_pass = mode != Mode::Training
         && epilogue(act) != Epilogue::None
         && xs.device().is_cpu()
         && xs.dtype() == candle_core::DType::F32
+        && xs.is_contiguous()
         && activation::available();
     if one_pass {
-        return xs
-            .contiguous()?
-            .apply_op1_no_bwd(&FusedActivation(epilogue(act)));
+        xs.inplace_op1(&FusedActivation(epilogue(act)))?;
+        return Ok(xs);
     }
+    let xs = &xs;
     match act {
         Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
         Activation::Gelu if mode == Mode::Training => fused::gelu_erf(xs),
