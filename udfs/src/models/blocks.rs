@@ -213,7 +213,9 @@ fn activate(act: Activation, xs: Tensor, mode: Mode) -> candle_core::Result<Tens
         && activation::available();
     if one_pass {
         xs.inplace_op1(&FusedActivation(epilogue(act)))?;
-        return Ok(xs);
+        // Like the other fused kernels, no gradient through it (the dense layer's op that
+        // made `xs` would otherwise pass gradients as if there were no activation).
+        return Ok(xs.detach());
     }
     let xs = &xs;
     match act {
