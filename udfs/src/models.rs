@@ -30,7 +30,7 @@ pub use candle_core::Device;
 pub use checkpoint::ClipCheckpoint;
 pub use device::DeviceSpec;
 // The CPU kernels live in their own crate (built optimized in the dev profile).
-pub use hqflow_kernels::{activation, bf16_matmul};
+pub use hqflow_kernels::{activation, attention_forward, bf16_matmul};
 pub use precision::Precision;
 
 /// An error while loading or running a model, with what it concerns.

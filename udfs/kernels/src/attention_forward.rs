@@ -13,6 +13,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
+use super::activation::available;
 use super::attention::{Attention, Dims, Sequence};
 use super::fused::{slice, softmax_in_place};
 
@@ -32,6 +33,7 @@ pub fn attention_forward(
     scale: f32,
     mask: Option<&Tensor>,
 ) -> candle_core::Result<Option<Tensor>> {
+    // The tiles are written for AVX-512F; elsewhere the caller composes candle's ops.
     if !available() {
         return Ok(None);
     }
@@ -174,19 +176,6 @@ impl CustomOp3 for Forward {
             )
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-}
-
-/// Whether the tiles can run: they are written for AVX-512 (elsewhere the caller composes
-/// candle's ops).
-fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 

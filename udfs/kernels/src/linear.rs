@@ -12,6 +12,7 @@
 //! against them.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
 
 use super::fused::{self, fast_path, slice};
 
@@ -105,7 +106,6 @@ impl candle_core::CustomOp1 for Transpose {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        use rayon::prelude::*;
         const TILE: usize = 32;
         let src = slice(storage, layout, "transpose")?;
         let (rows, cols) = layout.shape().dims2()?;

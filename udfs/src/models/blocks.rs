@@ -9,10 +9,10 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
 use super::activation::{self, Epilogue, FusedActivation};
+use super::attention_forward::attention_forward;
 use super::bf16_matmul::{Bf16Dense, PackedWeight};
 use super::clip_config::{Activation, TextConfig, VisionConfig};
 use crate::training::{attention, fused, linear};
-use hqflow_kernels::attention_forward::attention_forward;
 
 /// How a model computes its LayerNorms, attention softmax and dense layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
