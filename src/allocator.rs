@@ -227,7 +227,8 @@ mod large {
         let class = class_of(size);
         let bytes = class_bytes(class);
         if let Ok(mut cache) = CACHE.lock() {
-            cache.live -= bytes;
+            // Saturating: a block mapped while the lock was poisoned was never counted.
+            cache.live = cache.live.saturating_sub(bytes);
             if cache.cached + bytes <= CACHE_BYTES {
                 // SAFETY: the block is ours now; its first word links it into the list.
                 unsafe { p.cast::<*mut u8>().write(cache.heads[class]) };
@@ -256,7 +257,7 @@ mod large {
             return null_mut();
         }
         if let Ok(mut cache) = CACHE.lock() {
-            cache.live = cache.live - from + to;
+            cache.live = cache.live.saturating_sub(from) + to;
             cache.high = cache.high.max(cache.live);
         }
         if to > from {
