@@ -32,6 +32,9 @@ fi
 JSON="${JSON:-$work/scaling.jsonl}"
 : >"$JSON"
 
+# The binary's code is 55-90 MB of each peak, and how much of it a run maps depends on how
+# much of the file the page cache holds: read it whole first, so every size starts alike.
+cat "$HQFLOW" >/dev/null
 printf '%10s %10s %10s %12s %12s\n' rows seconds "us/row" "peak MB" "RSS ratio" >&2
 first_rss=""
 for n in $ROWS; do
@@ -42,9 +45,6 @@ for n in $ROWS; do
   fi
   scored="$work/scored-$n"
   rm -rf "$scored"
-  # The binary's code is 55-90 MB of each peak, and how much of it a run maps depends on how
-  # much of the file the page cache holds: read it whole first, so every size starts alike.
-  cat "$HQFLOW" >/dev/null
   /usr/bin/time -f '%e %M' -o "$work/time-$n" \
     "$HQFLOW" sql -q -t "pool=$pool" -s "datafusion.execution.target_partitions=$THREADS" \
     "COPY (SELECT uid, dfn_score(img, txt) AS dfn_score FROM pool) TO '$scored/' \

@@ -214,7 +214,13 @@ mod large {
             }
             None => {
                 shrink();
-                (map(bytes), true)
+                let p = map(bytes);
+                if p.is_null()
+                    && let Ok(mut cache) = CACHE.lock()
+                {
+                    cache.live -= bytes;
+                }
+                (p, true)
             }
         }
     }

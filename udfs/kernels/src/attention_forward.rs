@@ -93,7 +93,7 @@ impl Scratch {
     fn weights(&mut self, rows: usize, mask: Option<&[f32]>, dims: Dims) {
         let Dims { n, d, .. } = dims;
         for j0 in (0..n).step_by(LANES) {
-            let acc = tiles::scores(&self.queries, d, &self.keys_t[j0..], self.n_pad);
+            let acc = tiles::product(&self.queries, d, &self.keys_t[j0..], self.n_pad);
             let width = LANES.min(n - j0);
             for (r, acc) in acc.iter().enumerate().take(rows) {
                 let row = &mut self.scores[r * n + j0..][..width];
@@ -120,7 +120,7 @@ impl Scratch {
         let Dims { n, d, width, .. } = dims;
         for c0 in (0..d).step_by(LANES) {
             // Rows past `rows` hold an earlier tile's weights: computed, never stored.
-            let acc = tiles::outputs(&self.scores, n, &self.values[c0..], self.d_pad);
+            let acc = tiles::product(&self.scores, n, &self.values[c0..], self.d_pad);
             let cols = LANES.min(d - c0);
             for (r, acc) in acc.iter().enumerate().take(rows) {
                 out[r * width + h * d + c0..][..cols].copy_from_slice(&acc[..cols]);
@@ -200,7 +200,7 @@ fn avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// The two register tiles, each four rows of one 512-bit accumulator.
+/// The register tile: four rows of one 512-bit accumulator.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod tiles {
@@ -211,49 +211,21 @@ mod tiles {
 
     use super::{LANES, ROWS};
 
-    /// Σ_c queries[r][c] · keys_t[c][0..16] for the four rows of `queries` ([4][d]);
-    /// `keys_t` starts at the tile's first key, rows `stride` apart.
+    /// Σ_c a[r][c] · b[c][0..16] for the four rows of `a` ([4][k]); `b` starts at the tile's
+    /// first column, rows `stride` apart. Scores: `a` the scaled queries, `b` the transposed
+    /// keys; outputs: `a` the softmax weights, `b` the values.
     #[inline(always)]
-    pub(super) fn scores(
-        queries: &[f32],
-        d: usize,
-        keys_t: &[f32],
-        stride: usize,
-    ) -> [[f32; LANES]; ROWS] {
-        assert!(queries.len() >= ROWS * d && (d == 0 || keys_t.len() >= (d - 1) * stride + LANES));
+    pub(super) fn product(a: &[f32], k: usize, b: &[f32], stride: usize) -> [[f32; LANES]; ROWS] {
+        assert!(a.len() >= ROWS * k && (k == 0 || b.len() >= (k - 1) * stride + LANES));
         // SAFETY: AVX-512F is enabled in every caller (`wide`); the assert bounds every
-        // load: query (r, c) at r·d + c < 4d, key row c at c·stride + 16 ≤ keys_t's length.
+        // load: a (r, c) at r·k + c < 4k, b's row c at c·stride + 16 ≤ b's length.
         unsafe {
             let mut acc = [_mm512_setzero_ps(); ROWS];
-            for c in 0..d {
-                let keys = _mm512_loadu_ps(keys_t.as_ptr().add(c * stride));
+            for c in 0..k {
+                let row = _mm512_loadu_ps(b.as_ptr().add(c * stride));
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    let q = _mm512_set1_ps(*queries.get_unchecked(r * d + c));
-                    *acc = _mm512_fmadd_ps(q, keys, *acc);
-                }
-            }
-            stored(acc)
-        }
-    }
-
-    /// Σ_j weights[r][j] · values[j][0..16] for the four rows of `weights` ([4][n]);
-    /// `values` starts at the tile's first column, rows `stride` apart.
-    #[inline(always)]
-    pub(super) fn outputs(
-        weights: &[f32],
-        n: usize,
-        values: &[f32],
-        stride: usize,
-    ) -> [[f32; LANES]; ROWS] {
-        assert!(weights.len() >= ROWS * n && (n == 0 || values.len() >= (n - 1) * stride + LANES));
-        // SAFETY: as in `scores`: the assert bounds every load.
-        unsafe {
-            let mut acc = [_mm512_setzero_ps(); ROWS];
-            for j in 0..n {
-                let row = _mm512_loadu_ps(values.as_ptr().add(j * stride));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let p = _mm512_set1_ps(*weights.get_unchecked(r * n + j));
-                    *acc = _mm512_fmadd_ps(p, row, *acc);
+                    let x = _mm512_set1_ps(*a.get_unchecked(r * k + c));
+                    *acc = _mm512_fmadd_ps(x, row, *acc);
                 }
             }
             stored(acc)
@@ -276,11 +248,7 @@ mod tiles {
 mod tiles {
     use super::{LANES, ROWS};
 
-    pub(super) fn scores(_: &[f32], _: usize, _: &[f32], _: usize) -> [[f32; LANES]; ROWS] {
-        [[0.0; LANES]; ROWS]
-    }
-
-    pub(super) fn outputs(_: &[f32], _: usize, _: &[f32], _: usize) -> [[f32; LANES]; ROWS] {
+    pub(super) fn product(_: &[f32], _: usize, _: &[f32], _: usize) -> [[f32; LANES]; ROWS] {
         [[0.0; LANES]; ROWS]
     }
 }
