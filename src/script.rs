@@ -3,12 +3,13 @@
 
 use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::{LogicalPlan, Statement};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::DFParserBuilder;
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
 use futures::StreamExt;
 
 use crate::output::ResultWriter;
+use crate::session::copy_state;
 
 /// Whether a statement's rows are a report on an action (not a result for the user).
 /// `EXECUTE` runs a prepared query, so its rows are a result.
@@ -96,7 +97,10 @@ pub async fn run_statement(
         LogicalPlan::Dml(_) => Some("INSERT"),
         _ => None,
     };
-    let df = ctx.execute_logical_plan(plan).await?;
+    let df = match &plan {
+        LogicalPlan::Copy(copy) => DataFrame::new(copy_state(ctx, &copy.output_url), plan),
+        _ => ctx.execute_logical_plan(plan).await?,
+    };
     if command {
         let mut stream = df.execute_stream().await?;
         let mut count: Option<u64> = None;

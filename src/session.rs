@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use datafusion::common::config::{ConfigNonZeroUsize, MaxRowGroupBytes};
 use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::execution::SessionState;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -18,6 +20,19 @@ use crate::tables::{TableSpec, register_parquet_table, split_assignment};
 /// accepts. A narrow output (a table of scores) fills the buffer only after hundreds of
 /// thousands of rows, so the default held most of a million-row output in memory.
 const UPLOAD_PART_BYTES: usize = 5 << 20;
+
+/// The upload buffer of a `COPY` to a local directory. Local files take parts of any size
+/// (S3's 5 MiB minimum does not apply), and a part is written out as soon as it fills, so a
+/// smaller buffer only means more, smaller writes. See [`copy_state`].
+const LOCAL_WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// The largest dictionary a `COPY`'s Parquet writer builds for a column chunk before it
+/// writes the rest of the chunk plainly (DataFusion's default: 1 MiB). A column of unique
+/// values (uid, caption, image) fills any dictionary and then falls back, and each open
+/// file held the full one with its hash table and a 2 MiB compression buffer: 7 MB of the
+/// large blocks in use at a million-row COPY's worst moment, about 2 MB with this limit.
+/// Columns worth a dictionary (labels, tags, model names) need far less than this.
+const DICTIONARY_PAGE_BYTES: usize = 256 << 10;
 
 /// How many bytes at the end of a Parquet file one read fetches to find its footer.
 const FOOTER_READ_BYTES: usize = 64 << 10;
@@ -83,6 +98,7 @@ pub fn new_context() -> Result<SessionContext> {
         ConfigNonZeroUsize::try_new(execution.target_partitions.max(1))?;
     execution.parquet.max_row_group_bytes = Some(MaxRowGroupBytes::try_new(ROW_GROUP_BYTES)?);
     execution.parquet.allow_single_file_parallelism = false;
+    execution.parquet.dictionary_page_size_limit = DICTIONARY_PAGE_BYTES;
     // Table registration reads every file's footer, 32 files at a time, each with one read of
     // the file's last `metadata_size_hint` bytes (DataFusion's default: 512 KiB). Shards'
     // footers are tens of KiB, so that read 16 MiB at once for a 100-file pool, memory the
@@ -95,6 +111,22 @@ pub fn new_context() -> Result<SessionContext> {
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     hqflow_udfs::register_all(&ctx)?;
     Ok(ctx)
+}
+
+/// The session state a `COPY ... TO output_url` runs with: the session's, with a 1 MiB
+/// upload buffer per output file when the target is a local directory and the buffer is at
+/// hqflow's default (a setting the user changed is kept). Each file a COPY writes fills its
+/// buffer before anything goes out; with S3's part size the two files of a million-row COPY
+/// of scores held up to 10 MiB that a local file never needs (that COPY's peak: 190 and
+/// 189 MB with 5 MiB, 183 and 183 MB with 1 MiB, runs alternated).
+pub fn copy_state(ctx: &SessionContext, output_url: &str) -> SessionState {
+    let mut state = ctx.state();
+    let local = ListingTableUrl::parse(output_url).is_ok_and(|url| url.scheme() == "file");
+    let execution = &mut state.config_mut().options_mut().execution;
+    if local && execution.objectstore_writer_buffer_size == UPLOAD_PART_BYTES {
+        execution.objectstore_writer_buffer_size = LOCAL_WRITE_BUFFER_BYTES;
+    }
+    state
 }
 
 /// Setting keys are dotted identifiers; checking them keeps `SET` text well-formed.
@@ -155,4 +187,46 @@ pub async fn build_session(options: &SessionOptions) -> Result<SessionContext> {
         register_parquet_table(&ctx, &t.name, &t.location).await?;
     }
     Ok(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffer(ctx: &SessionContext, url: &str) -> usize {
+        copy_state(ctx, url)
+            .config()
+            .options()
+            .execution
+            .objectstore_writer_buffer_size
+    }
+
+    #[tokio::test]
+    async fn local_copies_take_a_small_upload_buffer_and_object_stores_keep_the_part_size() {
+        let ctx = new_context().expect("session");
+        assert_eq!(buffer(&ctx, "out/"), LOCAL_WRITE_BUFFER_BYTES);
+        assert_eq!(buffer(&ctx, "file:///tmp/out/"), LOCAL_WRITE_BUFFER_BYTES);
+        assert_eq!(buffer(&ctx, "s3://bucket/out/"), UPLOAD_PART_BYTES);
+        // The session itself is untouched.
+        let session = ctx
+            .state()
+            .config()
+            .options()
+            .execution
+            .objectstore_writer_buffer_size;
+        assert_eq!(session, UPLOAD_PART_BYTES);
+    }
+
+    #[tokio::test]
+    async fn a_buffer_the_user_set_is_kept_for_local_copies() {
+        let ctx = new_context().expect("session");
+        apply_setting(
+            &ctx,
+            "datafusion.execution.objectstore_writer_buffer_size",
+            "8388608",
+        )
+        .await
+        .expect("set");
+        assert_eq!(buffer(&ctx, "out/"), 8 << 20);
+    }
 }
