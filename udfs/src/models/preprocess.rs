@@ -268,19 +268,22 @@ impl Preprocessor {
     /// Rescales and normalizes 8-bit CHW planes (from [`Self::crop_bytes`]) into the f32
     /// values the model reads.
     pub fn normalize_planes(&self, planes: &[u8]) -> Vec<f32> {
+        let mut values = Vec::with_capacity(planes.len());
+        self.normalize_planes_into(planes, &mut values);
+        values
+    }
+
+    /// [`Self::normalize_planes`], appending to `values` (one image of a batch's buffer).
+    pub fn normalize_planes_into(&self, planes: &[u8], values: &mut Vec<f32>) {
         let plane = planes.len() / 3;
         let scale = self.rescale.unwrap_or(1.0);
-        planes
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                let v = f32::from(v) * scale;
-                match &self.normalize {
-                    Some((mean, std)) => (v - mean[i / plane]) / std[i / plane],
-                    None => v,
-                }
-            })
-            .collect()
+        values.extend(planes.iter().enumerate().map(|(i, &v)| {
+            let v = f32::from(v) * scale;
+            match &self.normalize {
+                Some((mean, std)) => (v - mean[i / plane]) / std[i / plane],
+                None => v,
+            }
+        }));
     }
 
     /// Decodes, resizes and crops encoded image bytes (8-bit CHW planes).
@@ -408,5 +411,23 @@ mod tests {
                 height: 22_400_000
             })
         );
+    }
+
+    #[test]
+    fn the_batch_buffer_and_the_tensor_steps_normalize_to_the_same_bits() {
+        let pre = clip(8, true);
+        let planes: Vec<u8> = (0..2 * 3 * 8 * 8).map(|i| (i * 37 % 256) as u8).collect();
+        let mut values = Vec::new();
+        for image in planes.chunks(3 * 8 * 8) {
+            pre.normalize_planes_into(image, &mut values);
+        }
+        let tensor =
+            Tensor::from_vec(planes, (2, 3, 8, 8), &candle_core::Device::Cpu).expect("tensor");
+        let through_tensors = pre
+            .normalize_tensor(&tensor)
+            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+            .expect("normalizes");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        assert_eq!(bits(&values), bits(&through_tensors));
     }
 }
