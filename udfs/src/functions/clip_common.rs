@@ -180,13 +180,63 @@ pub fn off_worker<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Normalized embeddings per row of an image column and of a text column (either may be
-/// empty). NULL rows and rows that failed are `None`.
+/// Normalized embeddings of an image column and of a text column (either may be empty).
 pub struct Embeddings {
     /// One per image row.
-    pub images: Vec<Option<Vec<f32>>>,
+    pub images: EmbeddingRows,
     /// One per text row.
-    pub texts: Vec<Option<Vec<f32>>>,
+    pub texts: EmbeddingRows,
+}
+
+/// One column's embeddings, `dim` floats per row in one buffer: a batch's thousands of rows
+/// are one allocation, not one small one per row held until the last row is answered (which
+/// over a long query left the allocator's heap fragmented). NULL rows and rows that failed
+/// are absent.
+pub struct EmbeddingRows {
+    dim: usize,
+    values: Vec<f32>,
+    present: Vec<bool>,
+}
+
+impl EmbeddingRows {
+    fn new(rows: usize, dim: usize) -> Self {
+        EmbeddingRows {
+            dim,
+            values: Vec::new(),
+            present: vec![false; rows],
+        }
+    }
+
+    /// Row `row`'s embedding, if it has one.
+    pub fn get(&self, row: usize) -> Option<&[f32]> {
+        match self.present.get(row) {
+            Some(true) => Some(&self.values[row * self.dim..(row + 1) * self.dim]),
+            _ => None,
+        }
+    }
+
+    fn set(&mut self, row: usize, embedding: &[f32]) -> std::result::Result<(), String> {
+        if embedding.len() != self.dim {
+            return Err(format!(
+                "the model answered an embedding of width {} where its configuration says {}",
+                embedding.len(),
+                self.dim
+            ));
+        }
+        if self.values.is_empty() {
+            self.values = vec![0.0; self.present.len() * self.dim];
+        }
+        self.values[row * self.dim..(row + 1) * self.dim].copy_from_slice(embedding);
+        self.present[row] = true;
+        Ok(())
+    }
+
+    /// One `Vec` per row, for the model-output cache.
+    pub fn into_rows(self) -> Vec<Option<Vec<f32>>> {
+        (0..self.present.len())
+            .map(|row| self.get(row).map(<[f32]>::to_vec))
+            .collect()
+    }
 }
 
 fn decode_workers(rows: usize) -> usize {
@@ -220,6 +270,7 @@ pub fn embed_rows(
     };
     let (submitter, answers) = model.open(policy).map_err(exec)?;
     let checkpoint = model.checkpoint();
+    let dim = checkpoint.model.config().projection_dim;
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     let fail = |row, reason, detail| {
@@ -232,8 +283,8 @@ pub fn embed_rows(
         }
     };
     let mut out = Embeddings {
-        images: vec![None; images.len()],
-        texts: vec![None; texts.len()],
+        images: EmbeddingRows::new(images.len(), dim),
+        texts: EmbeddingRows::new(texts.len(), dim),
     };
     let mut forward_error = None;
     let mut submit_error = None;
@@ -271,10 +322,12 @@ pub fn embed_rows(
         // The answers end once the decoders are done and every submitted row is answered.
         drop(submitter);
         for reply in answers {
-            match reply.embedding {
-                Ok(e) if reply.key % 2 == 0 => out.images[reply.key / 2] = Some(e),
-                Ok(e) => out.texts[reply.key / 2] = Some(e),
-                Err(e) => forward_error = Some(e),
+            let rows = match reply.key % 2 {
+                0 => &mut out.images,
+                _ => &mut out.texts,
+            };
+            if let Err(e) = reply.embedding.and_then(|e| rows.set(reply.key / 2, &e)) {
+                forward_error = Some(e);
             }
         }
     });
@@ -291,11 +344,11 @@ pub fn embed_rows(
     let failed: std::collections::HashSet<usize> = failures.iter().map(|f| f.row).collect();
     let lost = image_rows
         .iter()
-        .any(|&r| out.images[r].is_none() && !failed.contains(&r))
+        .any(|&r| out.images.get(r).is_none() && !failed.contains(&r))
         || texts
             .iter()
             .enumerate()
-            .any(|(r, t)| t.is_some() && out.texts[r].is_none() && !failed.contains(&r));
+            .any(|(r, t)| t.is_some() && out.texts.get(r).is_none() && !failed.contains(&r));
     if lost {
         return exec_err!("{function}: the model thread stopped before answering every row");
     }

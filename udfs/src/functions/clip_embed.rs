@@ -127,7 +127,7 @@ impl ScalarUDFImpl for ClipEmbed {
                     |i| i,
                     |wanted| {
                         off_worker(|| embed_rows(name, &model, &options, wanted, &[]))
-                            .map(|e| e.images)
+                            .map(|e| e.images.into_rows())
                     },
                 )?
             }
@@ -141,7 +141,7 @@ impl ScalarUDFImpl for ClipEmbed {
                     str::as_bytes,
                     |wanted| {
                         off_worker(|| embed_rows(name, &model, &options, &[], wanted))
-                            .map(|e| e.texts)
+                            .map(|e| e.texts.into_rows())
                     },
                 )?
             }

@@ -119,15 +119,10 @@ impl ScalarUDFImpl for DfnScore {
                     (0..rows).map(|r| texts[r].filter(|_| needed[r])).collect();
                 let embeddings =
                     off_worker(|| embed_rows(NAME, &model, &options, &images, &texts))?;
-                Ok(embeddings
-                    .images
-                    .iter()
-                    .zip(&embeddings.texts)
-                    .map(|(i, t)| match (i, t) {
-                        (Some(i), Some(t)) => {
-                            Some(i.iter().zip(t).map(|(a, b)| a * b).sum::<f32>())
-                        }
-                        _ => None,
+                Ok((0..rows)
+                    .map(|r| {
+                        let (i, t) = (embeddings.images.get(r)?, embeddings.texts.get(r)?);
+                        Some(i.iter().zip(t).map(|(a, b)| a * b).sum::<f32>())
                     })
                     .collect())
             },
