@@ -205,7 +205,10 @@ mod tests {
     async fn local_copies_take_a_small_upload_buffer_and_object_stores_keep_the_part_size() {
         let ctx = new_context().expect("session");
         assert_eq!(buffer(&ctx, "out/"), LOCAL_WRITE_BUFFER_BYTES);
-        assert_eq!(buffer(&ctx, "file:///tmp/out/"), LOCAL_WRITE_BUFFER_BYTES);
+        assert_eq!(
+            buffer(&ctx, "file:///data/refined/"),
+            LOCAL_WRITE_BUFFER_BYTES
+        );
         assert_eq!(buffer(&ctx, "s3://bucket/out/"), UPLOAD_PART_BYTES);
         // The session itself is untouched.
         let session = ctx
