@@ -401,7 +401,7 @@ fn batch_of(
     };
     for i in 0..texts {
         let e = &examples[rng.below(examples.len())];
-        batch.pixels.extend(pre.normalize_planes(&e.pixels));
+        pre.normalize_planes_into(&e.pixels, &mut batch.pixels);
         batch.prompts.push((i, e.alt_text.clone(), task));
         batch.targets.push(e.targets[task.index()].clone());
     }
