@@ -20,8 +20,10 @@ const MAX_CHARS_PER_TOKEN: usize = 64;
 /// Words whose BPE merges each tokenizing thread remembers (`tokenizers`' default: 10,000).
 /// The cache keeps the first distinct words a thread sees and never evicts, and alt-text
 /// keeps bringing new ones (numbers, file names, misspellings), so with the default it grew
-/// all through a long query: about 10 MB of a million-row `dfn_score` COPY's heap, against
-/// 0.7 MB at 10,000 rows. The common words that make most hits come first and fit in this.
+/// all through a long query: a million-row `dfn_score` COPY had 6 MB more of glibc's heap in
+/// use at 370 s (47.8 against 41.4 MB with this limit). The common words that make most hits
+/// come first and fit in this. (`tokenizers` has no `&mut` access to a loaded model, hence
+/// the clone in `from_file`: once per load.)
 const BPE_CACHE_WORDS: usize = 1024;
 
 impl ClipTokenizer {
