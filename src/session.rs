@@ -38,10 +38,14 @@ const DICTIONARY_PAGE_BYTES: usize = 256 << 10;
 const FOOTER_READ_BYTES: usize = 64 << 10;
 
 /// The most memory decoded Parquet footers (with their page indexes) are kept in between
-/// reads (DataFusion's default: 50 MiB). A 10,000-row shard of 64 px images decodes to about
-/// 95 KB, so the default grew the process with every file of a pool up to 500 files; beyond
-/// this limit a file's footer is read again when the file is scanned.
-const METADATA_CACHE_BYTES: usize = 4 << 20;
+/// reads: none (DataFusion's default: 50 MiB). A 10,000-row shard of 64 px images decodes to
+/// about 95 KB, so the default grew the process with every file of a pool up to 500 files.
+/// Without the cache a scan reads each footer again when it opens the file, one 64 KiB read
+/// per file; with a 4 MiB cache the peak of a million-row COPY (101 files) held 3.5-4.6 MB
+/// more than with none, and one pool-sized would hold the whole pool's footers. `-s
+/// datafusion.runtime.metadata_cache_limit=50M` turns it back on for a session that queries
+/// one small pool again and again on an object store.
+const METADATA_CACHE_BYTES: usize = 0;
 
 /// A `KEY=VALUE` pair for `-s` (a session setting) or `-m` (a model registration).
 #[derive(Debug, Clone, PartialEq, Eq)]
