@@ -153,7 +153,7 @@ pub struct EvalArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum WorldCommand {
     /// Write a pool of rendered scenes with alt-texts of mixed quality and hidden truth
-    /// columns (truth_quality, truth_scene, truth_caption).
+    /// columns (truth_quality, truth_scene, truth_caption, truth_changed).
     Pool(TableArgs),
     /// Write seed annotations: long_pos, long_neg, short_pos, short_neg written from truth.
     Seed(TableArgs),

@@ -6,7 +6,7 @@ use std::path::Path;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::Result;
 
-use super::captions::{alt_text, change_one, partial, plain};
+use super::captions::{Changed, alt_text, change_one, partial, plain};
 use super::claims::Claims;
 use super::junk::junk;
 use super::mix::{Mix, Quality};
@@ -17,7 +17,7 @@ use super::table::{Cell, Written, tags_field, text, text_field, write_table};
 use super::{Domain, ImageArgs, Purpose, TableArgs, encode_scene, row_rng, row_scene, row_uid};
 
 /// The pool's columns: the contract's (`uid`, `url`, `txt`, `img`, `width`, `height`) and the
-/// hidden truth.
+/// hidden truth (`truth_changed`: what a `wrong_attr` alt-text got wrong, NULL on other rows).
 pub fn pool_fields() -> Vec<Field> {
     vec![
         text_field("uid", false),
@@ -29,6 +29,7 @@ pub fn pool_fields() -> Vec<Field> {
         text_field("truth_quality", false),
         text_field("truth_scene", false),
         text_field("truth_caption", false),
+        text_field("truth_changed", true),
     ]
 }
 
@@ -62,7 +63,7 @@ fn mismatched(scene: &Scene, seed: u64, domain: Domain, row: u64, rng: &mut Rng)
     }
 }
 
-/// The alt-text of a row of the given quality.
+/// The alt-text of a row of the given quality and, for `wrong_attr`, what it got wrong.
 fn alt(
     quality: Quality,
     scene: &Scene,
@@ -70,19 +71,23 @@ fn alt(
     domain: Domain,
     row: u64,
     rng: &mut Rng,
-) -> Option<String> {
+) -> (Option<String>, Option<Changed>) {
     match quality {
-        Quality::Correct => Some(alt_text(&partial(scene, rng), rng)),
+        Quality::Correct => (Some(alt_text(&partial(scene, rng), rng)), None),
         Quality::WrongAttr => {
             let claims = partial(scene, rng);
-            Some(alt_text(&change_one(scene, &claims, rng).0, rng))
+            let (wrong, changed) = change_one(scene, &claims, rng);
+            (Some(alt_text(&wrong, rng)), Some(changed))
         }
-        Quality::Junk => Some(junk(rng)),
-        Quality::Mismatch => Some(alt_text(&mismatched(scene, seed, domain, row, rng), rng)),
+        Quality::Junk => (Some(junk(rng)), None),
+        Quality::Mismatch => (
+            Some(alt_text(&mismatched(scene, seed, domain, row, rng), rng)),
+            None,
+        ),
         Quality::Empty => match rng.below(10) {
-            0..5 => None,
-            5..9 => Some(String::new()),
-            _ => Some(" ".to_string()),
+            0..5 => (None, None),
+            5..9 => (Some(String::new()), None),
+            _ => (Some(" ".to_string()), None),
         },
     }
 }
@@ -103,7 +108,7 @@ fn pool_row(
         &[domain as u64, Purpose::Quality as u64],
         row,
     ));
-    let txt = alt(quality, &scene, seed, domain, row, &mut rng);
+    let (txt, changed) = alt(quality, &scene, seed, domain, row, &mut rng);
     let (img, encoding) = encode_scene(&scene, image, &mut rng)?;
     let table = match domain {
         Domain::Seed => "seed",
@@ -123,6 +128,7 @@ fn pool_row(
         text(quality.word()),
         text(scene.to_json()),
         text(plain(&Claims::full(&scene))),
+        Cell::Text(changed.map(|c| c.word().to_string())),
     ];
     Ok((cells, scene, rng))
 }

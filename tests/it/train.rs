@@ -224,6 +224,23 @@ fn learns_saves_a_checkpoint_hqflow_loads_and_evaluates() {
         let auc = filtering["roc_auc"][kind].as_f64().expect("an AUC");
         assert!((0.0..=1.0).contains(&auc), "{kind}: {auc}");
     }
+    // wrong_attr split by what each alt-text got wrong: the parts add up to the whole.
+    let split = filtering["wrong_attr_by_change"]
+        .as_object()
+        .expect("wrong_attr by change");
+    let split_rows: u64 = split
+        .values()
+        .map(|v| v["rows"].as_u64().expect("rows"))
+        .sum();
+    assert_eq!(
+        Some(split_rows),
+        filtering["rows"]["wrong_attr"].as_u64(),
+        "{filtering}"
+    );
+    for (kind, v) in split {
+        let auc = v["roc_auc"].as_f64().expect("an AUC");
+        assert!((0.0..=1.0).contains(&auc), "{kind}: {auc}");
+    }
 }
 
 #[test]

@@ -191,6 +191,7 @@ fn pool_mix_truth_and_schema() {
     let txt = texts(&batches, "txt");
     let scenes = text_values(&batches, "truth_scene");
     let captions = text_values(&batches, "truth_caption");
+    let changed = texts(&batches, "truth_changed");
     let uids = text_values(&batches, "uid");
     assert_eq!(quality.len(), 2000);
 
@@ -235,6 +236,8 @@ fn pool_mix_truth_and_schema() {
             "wrong_attr" => {
                 assert!(!claims.objects.is_empty(), "{text:?}");
                 assert_eq!(claims.mismatches(&scene), 1, "{text:?} vs {}", scenes[i]);
+                let kind = changed[i].as_deref().expect("wrong_attr says what changed");
+                check_changed(kind, &claims, &scene, text);
             }
             "mismatch" => {
                 assert!(claims.mismatches(&scene) >= 1, "{text:?} vs {}", scenes[i]);
@@ -250,7 +253,13 @@ fn pool_mix_truth_and_schema() {
             "empty" => assert!(text.is_none_or(|t| t.trim().is_empty()), "{text:?}"),
             other => panic!("unknown truth_quality {other}"),
         }
+        if quality[i] != "wrong_attr" {
+            assert_eq!(changed[i], None, "{}", quality[i]);
+        }
     }
+    let kinds: std::collections::BTreeSet<&str> =
+        changed.iter().flatten().map(String::as_str).collect();
+    assert!(kinds.len() >= 6, "{kinds:?}");
     // A correct caption is not always the whole truth_caption: some are partial.
     let partial = (0..quality.len())
         .filter(|&i| quality[i] == "correct")
@@ -260,6 +269,37 @@ fn pool_mix_truth_and_schema() {
         })
         .count();
     assert!(partial > 50, "{partial} partial correct captions");
+}
+
+/// A `wrong_attr` alt-text's `truth_changed` names the kind of statement that is false:
+/// without the statements of that kind the text is true. (Shapes cannot be left out; and a
+/// wrong shape may have a second reading, "a small triangle at the top" where the scene's
+/// triangle is large and at the bottom.)
+fn check_changed(
+    kind: &str,
+    claims: &hqflow::world::claims::Claims,
+    scene: &Scene,
+    text: Option<&str>,
+) {
+    let mut without = claims.clone();
+    let objects = without.objects.iter_mut();
+    match kind {
+        "color" => objects.for_each(|o| o.color = None),
+        "size" => objects.for_each(|o| o.size = None),
+        "position" => objects.for_each(|o| o.position = None),
+        "relation" => without.relations.clear(),
+        "background color" | "background kind" => {
+            let bg = without.background.as_mut().expect("a background claim");
+            if kind == "background color" {
+                bg.color = None;
+            } else {
+                bg.kind = None;
+            }
+        }
+        "shape" => return,
+        other => panic!("unknown truth_changed {other}"),
+    }
+    assert_eq!(without.mismatches(scene), 0, "{text:?}: {kind}");
 }
 
 #[test]
