@@ -6,9 +6,9 @@
 //! row of that kind (ties count half). A row whose `txt` is NULL gets no score from
 //! `dfn_score`, so no threshold keeps it: here it ranks below every scored row.
 //!
-//! Sets whose rows say what a `wrong_attr` alt-text got wrong (`truth_changed`, written by
-//! `hqflow world eval` since 2026-12-07) also get `wrong_attr` split by that kind: which
-//! mistakes the model cannot see.
+//! Sets whose rows say what a `wrong_attr` alt-text got wrong (`truth_changed`, which
+//! `hqflow world` writes; sets written before it had the column get no split) also get
+//! `wrong_attr` split by that kind: which mistakes the model cannot see.
 
 use std::collections::BTreeMap;
 use std::path::Path;
