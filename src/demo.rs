@@ -32,7 +32,7 @@ use crate::world::pool::write_pool_rows;
 use crate::world::{Domain, ImageArgs, ImageFormat};
 
 /// The demo's SQL, the same files users run with `hqflow sql -f queries/… -t pool=…`.
-const QUERIES: [(&str, &str); 5] = [
+const QUERIES: [(&str, &str); 6] = [
     (
         "queries/pool_overview.sql",
         include_str!("../queries/pool_overview.sql"),
@@ -52,6 +52,10 @@ const QUERIES: [(&str, &str); 5] = [
     (
         "queries/dfn_vs_truth.sql",
         include_str!("../queries/dfn_vs_truth.sql"),
+    ),
+    (
+        "queries/dfn_wrong_kept.sql",
+        include_str!("../queries/dfn_wrong_kept.sql"),
     ),
 ];
 

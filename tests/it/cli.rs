@@ -441,6 +441,7 @@ fn demo_walks_through_the_pool() {
         "queries/prefilter_vs_truth.sql",
         "queries/dfn_filter.sql",
         "queries/dfn_vs_truth.sql",
+        "queries/dfn_wrong_kept.sql",
         "COPY:",
         "queries/refine.sql",
         "conforms to the refined contract",
