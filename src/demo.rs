@@ -365,6 +365,7 @@ async fn train_and_evaluate(args: &DemoArgs, refined: &Path, status: Status) -> 
         resume: false,
         stop_after: None,
         init: Some(init),
+        init_vision: None,
         device: "cpu".into(),
     };
     let started = std::time::Instant::now();

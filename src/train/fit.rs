@@ -64,6 +64,11 @@ pub struct FitArgs {
     /// random weights.
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// With --init: take the vision tower (`vision_model.*`, its `vision_config` and the
+    /// preprocessing) from this checkpoint instead, a CLIP or hqflow's refiner; the visual
+    /// projection starts afresh.
+    #[arg(long, requires = "init")]
+    pub init_vision: Option<PathBuf>,
     /// Where to train: cpu (default), cuda[:N] or metal[:N] (GPUs need a build with the
     /// `cuda` or `metal` feature). A run may be resumed on another device.
     #[arg(long, default_value = "cpu")]
@@ -233,6 +238,32 @@ fn config_from_recipe(recipe: &Recipe, vocab: usize) -> ClipConfig {
     }
 }
 
+/// The CLIP config `text` (read from `origin`) with the vision tower's config of the
+/// checkpoint in `vision`: its `vision_config`, keeping the CLIP's projection width.
+fn with_vision_config(text: &str, origin: &Path, vision: &Path) -> Result<String> {
+    let vision_path = vision.join("config.json");
+    let not_json = |path: &Path, e: serde_json::Error| {
+        DataFusionError::Plan(format!("'{}' is not a JSON config: {e}", path.display()))
+    };
+    let mut config: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| not_json(origin, e))?;
+    let other: serde_json::Value =
+        serde_json::from_str(&read_text(&vision_path)?).map_err(|e| not_json(&vision_path, e))?;
+    let Some(mut tower) = other.get("vision_config").cloned() else {
+        return Err(DataFusionError::Plan(format!(
+            "'{}' has no vision_config: --init-vision needs a checkpoint with a CLIP vision tower",
+            vision_path.display()
+        )));
+    };
+    if let (Some(tower), Some(width)) = (tower.as_object_mut(), config.get("projection_dim")) {
+        tower.insert("projection_dim".into(), width.clone());
+    }
+    config["vision_config"] = tower;
+    serde_json::to_string_pretty(&config)
+        .map(|t| format!("{t}\n"))
+        .map_err(|e| DataFusionError::Internal(format!("config: {e}")))
+}
+
 fn parse_config(text: &str, origin: &Path) -> Result<ClipConfig> {
     serde_json::from_str(text).map_err(|e| {
         DataFusionError::Plan(format!(
@@ -381,6 +412,9 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         let mut trainer =
             ClipTrainer::from_weights(config, &out.join("model.safetensors"), optim, &device)
                 .map_err(model_err)?;
+        if recipe.optim.lock_vision {
+            trainer.lock_vision().map_err(model_err)?;
+        }
         trainer
             .load_optimizer(&out.join("optimizer.safetensors"))
             .map_err(model_err)?;
@@ -403,14 +437,29 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         (trainer, texts, state, tags)
     } else if let Some(init) = &args.init {
         let config_path = init.join("config.json");
-        let config_text = read_text(&config_path)?;
-        let config = parse_config(&config_text, &config_path)?;
-        let trainer =
+        let mut config_text = read_text(&config_path)?;
+        let mut preprocessor_dir = init;
+        let trainer = if let Some(vision) = &args.init_vision {
+            config_text = with_vision_config(&config_text, &config_path, vision)?;
+            preprocessor_dir = vision;
+            let config = parse_config(&config_text, &config_path)?;
+            ClipTrainer::with_vision_from(
+                config,
+                &init.join("model.safetensors"),
+                &vision.join("model.safetensors"),
+                recipe.optim.seed,
+                optim,
+                &device,
+            )
+            .map_err(model_err)?
+        } else {
+            let config = parse_config(&config_text, &config_path)?;
             ClipTrainer::from_weights(config, &init.join("model.safetensors"), optim, &device)
-                .map_err(model_err)?;
+                .map_err(model_err)?
+        };
         let texts = CheckpointTexts {
             config: config_text,
-            preprocessor: read_text(&init.join("preprocessor_config.json"))?,
+            preprocessor: read_text(&preprocessor_dir.join("preprocessor_config.json"))?,
             tokenizer: read_text(&init.join("tokenizer.json"))?,
             tokenizer_config: read_optional(&init.join(TOKENIZER_CONFIG))?,
             recipe: recipe_text,
@@ -460,6 +509,10 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         }
         (trainer, texts, TrainState::default(), tags)
     };
+    if recipe.optim.lock_vision && !args.resume {
+        // A resumed run was locked before its optimizer state was loaded, above.
+        trainer.lock_vision().map_err(model_err)?;
+    }
     if tag_loss {
         let vocab = serde_json::to_string_pretty(&TagVocab { tags: tags.clone() })
             .map_err(|e| DataFusionError::Internal(format!("tag vocabulary: {e}")))?;
@@ -475,8 +528,13 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
     let norm = Preprocessor::from_json(&texts.preprocessor).map_err(model_err)?;
     let total = recipe.optim.steps;
     status.line(&format!(
-        "model: {} parameters; {} steps of {} pairs{}",
+        "model: {} parameters{}; {} steps of {} pairs{}",
         trainer.parameter_count(),
+        if recipe.optim.lock_vision {
+            " (vision tower locked)"
+        } else {
+            ""
+        },
         total,
         recipe.data.batch_size,
         if state.step > 0 {

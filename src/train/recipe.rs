@@ -171,6 +171,10 @@ pub struct OptimRecipe {
     pub eps: f64,
     /// Seed of initialisation, shuffling and augmentation.
     pub seed: u64,
+    /// Keep the vision tower's weights as they start (LiT, "locked-image text tuning"):
+    /// only the visual projection, the text tower and the scales train. For a tower that
+    /// already sees what the captions say (`--init-vision`).
+    pub lock_vision: bool,
 }
 
 impl Default for OptimRecipe {
@@ -184,6 +188,7 @@ impl Default for OptimRecipe {
             beta2: 0.98,
             eps: 1e-6,
             seed: 0,
+            lock_vision: false,
         }
     }
 }

@@ -331,6 +331,106 @@ fn sincos_positions_start_apart_and_train() {
 }
 
 #[test]
+fn a_vision_tower_from_the_refiner_trains_locked_and_resumes() {
+    let dir = setup("60");
+    let d = dir.path();
+    let refiner = Path::new(env!("CARGO_MANIFEST_DIR")).join("udfs/models/world-vlm");
+    let refiner = refiner.to_str().expect("a UTF-8 path");
+    let fit = |extra: &[&str]| {
+        let mut args = vec!["fit", "--data", "seed", "-q"];
+        args.extend_from_slice(extra);
+        train_in(d, &args)
+    };
+    fit(&["--recipe", "tiny.toml", "--steps", "2", "--out", "text"]).ok();
+    fs::write(
+        d.join("locked.toml"),
+        TINY.replace("[optim]", "[optim]\nlock_vision = true"),
+    )
+    .expect("recipe");
+    let locked = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--init",
+            "text",
+            "--init-vision",
+            refiner,
+            "--recipe",
+            "locked.toml",
+            "--steps",
+            "4",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        fit(&args)
+    };
+    locked("m", &[]).ok();
+    let json = |path: &Path| -> serde_json::Value {
+        serde_json::from_str(&fs::read_to_string(path).expect("a file")).expect("JSON")
+    };
+    // The refiner's tower (32 px, patch 8, 128 wide) under the tiny CLIP's text tower.
+    let config = json(&d.join("m/config.json"));
+    let vision = &config["vision_config"];
+    assert_eq!(
+        (
+            &vision["image_size"],
+            &vision["patch_size"],
+            &vision["hidden_size"]
+        ),
+        (&32.into(), &8.into(), &128.into())
+    );
+    assert_eq!(
+        config["text_config"],
+        json(&d.join("text/config.json"))["text_config"]
+    );
+    assert_eq!(
+        json(&d.join("m/preprocessor_config.json"))["crop_size"]["height"],
+        32
+    );
+    let load = |path: &Path| candle_core::safetensors::load(path, &Device::Cpu).expect("weights");
+    let trained = load(&d.join("m/model.safetensors"));
+    let tower = load(&Path::new(refiner).join("model.safetensors"));
+    let text = load(&d.join("text/model.safetensors"));
+    let same = |a: &candle_core::Tensor, b: &candle_core::Tensor| {
+        a.flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("floats")
+            == b.flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .expect("floats")
+    };
+    let mut vision_tensors = 0;
+    for (name, t) in &trained {
+        if name.starts_with("vision_model.") {
+            assert!(same(t, &tower[name]), "{name} moved in a locked tower");
+            vision_tensors += 1;
+        }
+    }
+    assert_eq!(
+        vision_tensors,
+        tower
+            .keys()
+            .filter(|k| k.starts_with("vision_model."))
+            .count()
+    );
+    let name = "text_model.encoder.layers.0.mlp.fc1.weight";
+    assert!(
+        !same(&trained[name], &text[name]),
+        "the text tower did not train"
+    );
+    assert_eq!(trained["visual_projection.weight"].dims(), &[16, 128]);
+    // A locked run resumes exactly.
+    locked("r", &["--stop-after", "2"]).ok();
+    fit(&["--out", "r", "--resume"]).ok();
+    let weights = |run: &str| fs::read(d.join(run).join("model.safetensors")).expect("weights");
+    assert!(weights("m") == weights("r"), "resumed weights differ");
+    // A checkpoint without a vision tower is a clear error.
+    fs::create_dir_all(d.join("no-tower")).expect("dir");
+    fs::write(d.join("no-tower/config.json"), "{}").expect("config");
+    fit(&["--init", "text", "--init-vision", "no-tower", "--out", "x"])
+        .fails_with(1, &["no-tower", "has no vision_config"]);
+}
+
+#[test]
 fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     let dir = setup("60");
     let d = dir.path();

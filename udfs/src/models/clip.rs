@@ -482,6 +482,16 @@ impl Clip {
             .to_dtype(DType::F32)?)
     }
 
+    /// [`Clip::image_features`] with the vision tower's output detached: gradients reach the
+    /// visual projection but not the tower (a locked tower, as in LiT).
+    pub fn image_features_locked_tower(&self, pixels: &Tensor) -> ModelResult<Tensor> {
+        let pooled = self.vision.forward(pixels)?.detach();
+        Ok(self
+            .visual_projection
+            .forward(&pooled)?
+            .to_dtype(DType::F32)?)
+    }
+
     /// L2-normalized text embeddings, one row per sequence.
     pub fn embed_text(&self, sequences: &[Vec<u32>]) -> ModelResult<Vec<Vec<f32>>> {
         Ok(l2_normalize(&self.text_features(sequences)?)?.to_vec2()?)

@@ -84,9 +84,14 @@ pub struct ClipTrainer {
     tag_scale: Var,
     tag_bias: Var,
     optimizer: AdamW,
+    params: OptimConfig,
+    vision_locked: bool,
     config: ClipConfig,
     device: Device,
 }
+
+/// Names of the vision tower's parameters (not its projection).
+const VISION_TOWER: &str = "vision_model.";
 
 pub(crate) fn named_vars(map: &VarMap) -> ModelResult<Vec<(String, Var)>> {
     Ok(map
@@ -133,6 +138,8 @@ impl ClipTrainer {
             tag_scale,
             tag_bias,
             optimizer,
+            params,
+            vision_locked: false,
             config,
             device: device.clone(),
         })
@@ -148,6 +155,23 @@ impl ClipTrainer {
         let trainer = Self::build(config, params, device)?;
         initialize(&trainer.varmap, &trainer.config, seed)?;
         Ok(trainer)
+    }
+
+    /// Locks the vision tower (LiT, Zhai et al. 2022): from now on its weights stay as they
+    /// are and only the visual projection, the text tower and the scales train. Before the
+    /// first step or loading an optimizer state, whose slots it replaces.
+    pub fn lock_vision(&mut self) -> ModelResult<()> {
+        if self.steps() > 0 {
+            return Err(ModelError(
+                "the vision tower can only be locked before the first step".into(),
+            ));
+        }
+        let mut vars = named_vars(&self.varmap)?;
+        vars.retain(|(name, _)| !name.starts_with(VISION_TOWER));
+        vars.extend(named_vars(&self.head)?);
+        self.optimizer = AdamW::new(vars, self.params)?;
+        self.vision_locked = true;
+        Ok(())
     }
 
     /// Replaces the vision tower's position embeddings with a 2-D sine-cosine table
@@ -183,6 +207,30 @@ impl ClipTrainer {
 
     /// Overwrites every parameter from `weights`.
     pub fn load_weights(&self, weights: &Path) -> ModelResult<()> {
+        self.load_weights_where(weights, |_| true)
+    }
+
+    /// A model whose vision tower (`vision_model.*`) comes from `vision_weights` and every
+    /// other parameter from `weights`, except the visual projection, which starts afresh
+    /// (drawn from `seed`): it mapped another tower's features.
+    pub fn with_vision_from(
+        config: ClipConfig,
+        weights: &Path,
+        vision_weights: &Path,
+        seed: u64,
+        params: OptimConfig,
+        device: &Device,
+    ) -> ModelResult<Self> {
+        let trainer = Self::from_scratch(config, seed, params, device)?;
+        trainer.load_weights_where(weights, |name| {
+            !name.starts_with(VISION_TOWER) && !name.starts_with("visual_projection.")
+        })?;
+        trainer.load_weights_where(vision_weights, |name| name.starts_with(VISION_TOWER))?;
+        Ok(trainer)
+    }
+
+    /// Overwrites the parameters whose names pass `wanted` from `weights`.
+    fn load_weights_where(&self, weights: &Path, wanted: impl Fn(&str) -> bool) -> ModelResult<()> {
         let bad = |e: String| ModelError(format!("weights '{}': {e}", weights.display()));
         let tensors = candle_core::safetensors::load(weights, &self.device)
             .map_err(|e| bad(format!("cannot read: {e}")))?;
@@ -191,7 +239,7 @@ impl ClipTrainer {
             .data()
             .lock()
             .map_err(|_| ModelError("parameter map lock poisoned".into()))?;
-        for (name, var) in data.iter() {
+        for (name, var) in data.iter().filter(|(name, _)| wanted(name)) {
             match tensors.get(name) {
                 Some(t) => {
                     let t = if t.shape() == var.shape() {
@@ -247,7 +295,11 @@ impl ClipTrainer {
             )));
         }
         let pixels = Tensor::from_vec(batch.pixels.clone(), (n, 3, side, side), &self.device)?;
-        let images = self.model.image_features(&pixels)?;
+        let images = if self.vision_locked {
+            self.model.image_features_locked_tower(&pixels)?
+        } else {
+            self.model.image_features(&pixels)?
+        };
         let has: Vec<bool> = batch.negatives.iter().map(Option::is_some).collect();
         let use_negatives = weights.hard_negative > 0.0 && has.iter().any(|&h| h);
         // Captions and negatives share one text forward; rows without a negative repeat
