@@ -4,6 +4,9 @@
 # refine a world pool it never saw and judge the texts against the hidden truth.
 # The result should match the shipped model's figures in udfs/models/world-vlm/README.md
 # closely, not bit for bit: thread timing can change the order of floating-point sums.
+# One difference: the shipped refiner's tower started from the first built-in DFN's (32 px,
+# patch 8); the built-in DFN's tower is now that refiner's own, tuned further with the DFN
+# (udfs/models/world-dfn/README.md, stages 4 and 5), so this run starts further along.
 #
 #   examples/train_world_vlm.sh [WORK_DIR]
 set -euo pipefail

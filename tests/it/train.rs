@@ -544,9 +544,9 @@ fn bad_input_is_skipped_or_a_clear_error() {
 #[test]
 fn the_built_in_dfn_separates_correct_alt_texts_on_a_pool_it_never_saw() {
     // The filtering pool has its own row domain: none of its rows was in the model's training
-    // data. The floors sit under the model's measured figures (on this set: mismatch 0.99,
-    // empty 1.00, junk 0.98, one attribute wrong 0.77) and well over what an untrained model
-    // gets (about 0.5).
+    // data. The floors are the targets, under the model's measured figures (on this
+    // set: mismatch 1.00, empty 1.00, junk 1.00, one attribute wrong 0.87; stage 3, shipped
+    // before, read 0.81 there) and well over what an untrained model gets (about 0.5).
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     let eval = [
@@ -575,10 +575,10 @@ fn the_built_in_dfn_separates_correct_alt_texts_on_a_pool_it_never_saw() {
     let metrics: serde_json::Value = serde_json::from_str(run.ok()).expect("metrics JSON");
     let auc = &metrics["filtering"]["roc_auc"];
     for (kind, floor) in [
-        ("mismatch", 0.95),
-        ("empty", 0.95),
-        ("junk", 0.93),
-        ("wrong_attr", 0.65),
+        ("mismatch", 0.97),
+        ("empty", 0.97),
+        ("junk", 0.97),
+        ("wrong_attr", 0.80),
     ] {
         let v = auc[kind].as_f64().expect("an AUC");
         assert!(v >= floor, "{kind}: ROC-AUC {v} < {floor}: {metrics}");
