@@ -35,7 +35,9 @@ mkdir -p "$WORK"
 # Stage 4: stage 3's text tower learns to read the refiner's vision tower, locked (32 px,
 # patch 8; it learned the world's shapes from tagging); stage 5 fine-tunes every weight.
 "$BIN/hqflow-train" fit --device "$DEVICE" --data "$WORK/hq" --init "$WORK/stage3" \
-  --init-vision udfs/models/world-vlm --out "$WORK/stage4" --recipe "$RECIPES/recipe-stage4.toml"
+  --init-vision udfs/models/world-vlm --out "$WORK/stage4" \
+  --recipe "$RECIPES/recipe-stage4.toml"
 "$BIN/hqflow-train" fit --device "$DEVICE" --data "$WORK/hq" --init "$WORK/stage4" \
   --out "$WORK/stage5" --recipe "$RECIPES/recipe-stage5.toml"
-"$BIN/hqflow-train" eval --model "$WORK/stage5" --data "$WORK/eval" --out "$WORK/stage5-metrics.json"
+"$BIN/hqflow-train" eval --model "$WORK/stage5" --data "$WORK/eval" \
+  --out "$WORK/stage5-metrics.json"
