@@ -412,12 +412,6 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         let mut trainer =
             ClipTrainer::from_weights(config, &out.join("model.safetensors"), optim, &device)
                 .map_err(model_err)?;
-        if recipe.optim.lock_vision {
-            trainer.lock_vision().map_err(model_err)?;
-        }
-        trainer
-            .load_optimizer(&out.join("optimizer.safetensors"))
-            .map_err(model_err)?;
         trainer.load_head(&out.join(TAG_HEAD)).map_err(model_err)?;
         let state: TrainState = serde_json::from_str(&read_text(&state_path)?).map_err(|e| {
             DataFusionError::Plan(format!("'{}' is corrupt: {e}", state_path.display()))
@@ -509,9 +503,15 @@ pub async fn run(args: &FitArgs, status: Status) -> Result<()> {
         }
         (trainer, texts, TrainState::default(), tags)
     };
-    if recipe.optim.lock_vision && !args.resume {
-        // A resumed run was locked before its optimizer state was loaded, above.
+    // Locking sets which parameters the optimizer holds, so it comes before a resumed run's
+    // optimizer state is loaded.
+    if recipe.optim.lock_vision {
         trainer.lock_vision().map_err(model_err)?;
+    }
+    if args.resume {
+        trainer
+            .load_optimizer(&args.out.join("optimizer.safetensors"))
+            .map_err(model_err)?;
     }
     if tag_loss {
         let vocab = serde_json::to_string_pretty(&TagVocab { tags: tags.clone() })

@@ -475,20 +475,19 @@ impl Clip {
 
     /// Projected image features (not normalized), [batch, projection_dim], f32.
     pub fn image_features(&self, pixels: &Tensor) -> ModelResult<Tensor> {
-        let pooled = self.vision.forward(pixels)?;
-        Ok(self
-            .visual_projection
-            .forward(&pooled)?
-            .to_dtype(DType::F32)?)
+        self.project_image(&self.vision.forward(pixels)?)
     }
 
     /// [`Clip::image_features`] with the vision tower's output detached: gradients reach the
     /// visual projection but not the tower (a locked tower, as in LiT).
     pub fn image_features_locked_tower(&self, pixels: &Tensor) -> ModelResult<Tensor> {
-        let pooled = self.vision.forward(pixels)?.detach();
+        self.project_image(&self.vision.forward(pixels)?.detach())
+    }
+
+    fn project_image(&self, pooled: &Tensor) -> ModelResult<Tensor> {
         Ok(self
             .visual_projection
-            .forward(&pooled)?
+            .forward(pooled)?
             .to_dtype(DType::F32)?)
     }
 

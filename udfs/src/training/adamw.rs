@@ -65,6 +65,11 @@ impl AdamW {
         })
     }
 
+    /// The hyper-parameters it was made with.
+    pub fn params(&self) -> AdamWParams {
+        self.params
+    }
+
     /// Steps taken so far.
     pub fn steps(&self) -> u64 {
         self.step

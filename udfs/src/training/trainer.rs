@@ -84,7 +84,6 @@ pub struct ClipTrainer {
     tag_scale: Var,
     tag_bias: Var,
     optimizer: AdamW,
-    params: OptimConfig,
     vision_locked: bool,
     config: ClipConfig,
     device: Device,
@@ -138,7 +137,6 @@ impl ClipTrainer {
             tag_scale,
             tag_bias,
             optimizer,
-            params,
             vision_locked: false,
             config,
             device: device.clone(),
@@ -169,7 +167,7 @@ impl ClipTrainer {
         let mut vars = named_vars(&self.varmap)?;
         vars.retain(|(name, _)| !name.starts_with(VISION_TOWER));
         vars.extend(named_vars(&self.head)?);
-        self.optimizer = AdamW::new(vars, self.params)?;
+        self.optimizer = AdamW::new(vars, self.optimizer.params())?;
         self.vision_locked = true;
         Ok(())
     }
